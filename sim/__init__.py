@@ -1,0 +1,1 @@
+"""MuJoCo (and PyBullet) implementations of the HAL, tasks and gymnasium ids."""

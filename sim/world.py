@@ -1,0 +1,355 @@
+"""MuJoCo implementation of the HAL: one `SimWorld` (model, data, controller, renderer) and
+the `SimArm`, `SimGripper`, `SimCamera`, `SimClock` views onto it.
+
+The impedance law runs every physics substep. The substep loop is the C kernel
+(`_impedance_kernel.c`) when it was built, else the numpy law (same maths, ~3x slower env).
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes
+import glob
+import os
+import warnings
+import weakref
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before importing mujoco
+
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+from robot_rl.controllers.frames import mat_to_quat  # noqa: E402
+from robot_rl.controllers.impedance import CartesianImpedance, ImpedanceParams  # noqa: E402
+from robot_rl.hardware.hal import ArmState, Frame, GripperState  # noqa: E402
+from robot_rl.sim.panda_model import ARM_NAMES, FINGER_MAX, TORQUE_LIMITS  # noqa: E402
+
+NA = 7
+
+
+class _Kernel(ctypes.Structure):
+    _fields_ = [("step1", ctypes.c_void_p), ("step2", ctypes.c_void_p),
+                ("jac_site", ctypes.c_void_p), ("solve_m", ctypes.c_void_p),
+                ("m", ctypes.c_void_p), ("d", ctypes.c_void_p),
+                ("nv", ctypes.c_int), ("site", ctypes.c_int), ("use_minv", ctypes.c_int),
+                ("qpos", ctypes.c_void_p), ("qvel", ctypes.c_void_p), ("ctrl", ctypes.c_void_p),
+                ("site_xpos", ctypes.c_void_p), ("site_xmat", ctypes.c_void_p),
+                ("qfrc_bias", ctypes.c_void_p),
+                ("K", ctypes.c_double * 6), ("D", ctypes.c_double * 6),
+                ("clip_lo", ctypes.c_double * 6), ("clip_hi", ctypes.c_double * 6),
+                ("kn", ctypes.c_double), ("dn", ctypes.c_double), ("max_rate", ctypes.c_double),
+                ("tau_lim", ctypes.c_double * NA),
+                ("target_pos", ctypes.c_double * 3), ("target_quat", ctypes.c_double * 4),
+                ("q_null", ctypes.c_double * NA), ("tau_prev", ctypes.c_double * NA),
+                ("have_prev", ctypes.c_int)]
+
+
+def _load_kernel():
+    """(kernel library, libmujoco) via ctypes, or None when the C kernel was not built."""
+    try:
+        from robot_rl.sim import _impedance_kernel
+    except ImportError:
+        return None
+    lib = ctypes.CDLL(_impedance_kernel.__file__)
+    lib.run_substeps.argtypes = [ctypes.POINTER(_Kernel), ctypes.c_int]
+    lib.torque_once.argtypes = [ctypes.POINTER(_Kernel), ctypes.POINTER(ctypes.c_double)]
+    # The bindings already loaded this exact file: dlopen returns the same instance.
+    mj = ctypes.CDLL(glob.glob(os.path.join(os.path.dirname(mujoco.__file__), "libmujoco.so*"))[0])
+    return lib, mj
+
+
+_KERNEL = _load_kernel()
+_LIVE_WORLDS: "weakref.WeakSet[SimWorld]" = weakref.WeakSet()
+_ATEXIT_REGISTERED = False
+
+
+def _close_renderers() -> None:
+    for world in list(_LIVE_WORLDS):
+        world.close()
+
+
+def _addr(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+class SimWorld:
+    """A MuJoCo model + data with the impedance controller attached to its arm."""
+
+    def __init__(self, xml: str | None = None, model_path: str | None = None,
+                 impedance: ImpedanceParams | None = None, controller: str = "auto"):
+        if (xml is None) == (model_path is None):
+            raise ValueError("give exactly one of xml= or model_path=")
+        if model_path is not None and not os.path.exists(model_path):
+            raise FileNotFoundError(f"MJCF file not found: {model_path}")
+        self.model = (mujoco.MjModel.from_xml_path(model_path) if model_path
+                      else mujoco.MjModel.from_xml_string(xml))
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        try:
+            self.tcp_site = m.site(ARM_NAMES["tcp_site"]).id
+            self.finger_qadr = m.jnt_qposadr[m.joint(ARM_NAMES["finger_joint"]).id]
+            self.gripper_act = m.actuator(ARM_NAMES["gripper_actuator"]).id
+            arm_acts = [m.actuator(n).id for n in ARM_NAMES["arm_actuators"]]
+        except KeyError as exc:
+            raise ValueError(f"the model lacks a name robot_rl needs ({exc}); required names: "
+                             f"{ARM_NAMES}") from None
+        if arm_acts != list(range(NA)) or any(m.jnt_qposadr[m.actuator_trnid[i, 0]] != i
+                                               for i in range(NA)):
+            raise ValueError("the arm's 7 joints and torque actuators must come first in the model")
+        self.gripper_bodies = {m.body(n).id for n in ("hand", "finger_left", "finger_right")}
+        if controller not in ("auto", "c", "numpy"):
+            raise ValueError(f"controller must be 'auto', 'c' or 'numpy', got {controller!r}")
+        if controller == "c" and _KERNEL is None:
+            raise RuntimeError("the C kernel is not built (reinstall with a C compiler)")
+        self.controller = "c" if controller in ("auto", "c") and _KERNEL is not None else "numpy"
+        if controller == "auto" and self.controller == "numpy":
+            warnings.warn("C substep kernel not built: using the numpy controller (slower)")
+        self.impedance = CartesianImpedance(impedance or ImpedanceParams.compliant(),
+                                            torque_limits=np.array(TORQUE_LIMITS, float))
+        self.target_pos = np.zeros(3)
+        self.target_quat = np.array([0, 0, 0, 1.0])
+        self.q_null = np.zeros(NA)
+        self._k = self._make_kernel() if self.controller == "c" else None
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        _LIVE_WORLDS.add(self)
+
+    # ---- controller ------------------------------------------------------------------
+    def _make_kernel(self) -> _Kernel:
+        lib, mj = _KERNEL
+        d, k = self.data, _Kernel()
+        fn = lambda name: ctypes.cast(getattr(mj, name), ctypes.c_void_p).value  # noqa: E731
+        k.step1, k.step2 = fn("mj_step1"), fn("mj_step2")
+        k.jac_site, k.solve_m = fn("mj_jacSite"), fn("mj_solveM")
+        k.m, k.d = self.model._address, d._address
+        k.nv, k.site, k.use_minv = self.model.nv, self.tcp_site, 1
+        k.qpos, k.qvel, k.ctrl = _addr(d.qpos), _addr(d.qvel), _addr(d.ctrl)
+        k.site_xpos, k.site_xmat = _addr(d.site_xpos[self.tcp_site]), _addr(d.site_xmat[self.tcp_site])
+        k.qfrc_bias = _addr(d.qfrc_bias)
+        k.tau_lim[:] = TORQUE_LIMITS
+        self._lib = lib
+        return k
+
+    def _sync_kernel(self) -> None:
+        k, p = self._k, self.impedance.params
+        k.K[:], k.D[:] = p.K, p.D
+        k.clip_lo[:], k.clip_hi[:] = p.clip_low, p.clip_high
+        k.kn, k.dn, k.max_rate = p.kn, p.dn, p.max_torque_rate
+        k.target_pos[:], k.target_quat[:] = self.target_pos, self.target_quat
+        k.q_null[:] = self.q_null
+
+    def set_impedance(self, params: ImpedanceParams) -> None:
+        self.impedance.params = params
+
+    def _numpy_torque(self) -> np.ndarray:
+        m, d = self.model, self.data
+        jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+        mujoco.mj_jacSite(m, d, jacp, jacr, self.tcp_site)
+        J = np.vstack([jacp[:, :NA], jacr[:, :NA]])
+        unit = np.zeros((NA, m.nv))
+        unit[np.arange(NA), np.arange(NA)] = 1.0
+        sol = np.zeros_like(unit)
+        mujoco.mj_solveM(m, d, sol, unit)
+        return self.impedance.torque(
+            d.qpos[:NA], d.qvel[:NA], J, d.site_xpos[self.tcp_site],
+            mat_to_quat(d.site_xmat[self.tcp_site].reshape(3, 3)), self.target_pos,
+            self.target_quat, d.qfrc_bias[:NA], self.q_null, Minv=sol[:, :NA])
+
+    def torque_now(self, backend: str) -> np.ndarray:
+        """Evaluate the law once on the current state (after mj_forward) without stepping and
+        without touching the rate limiter's memory: for comparing the C and numpy paths."""
+        mujoco.mj_forward(self.model, self.data)
+        if backend == "numpy":
+            saved = self.impedance.tau_prev
+            tau = self._numpy_torque()
+            self.impedance.tau_prev = saved
+            return tau
+        if self._k is None:
+            raise RuntimeError("the C kernel is not in use")
+        self._sync_kernel()
+        out = (ctypes.c_double * NA)()
+        self._lib.torque_once(ctypes.byref(self._k), out)
+        return np.array(out)
+
+    def step(self, n: int) -> None:
+        """n physics substeps, the impedance law evaluated at every one."""
+        if self.controller == "c":
+            self._sync_kernel()
+            if self._lib.run_substeps(ctypes.byref(self._k), n) != 0:
+                raise RuntimeError("C kernel: model has too many dofs (max 64)")
+            self.impedance.tau_prev = np.array(self._k.tau_prev)
+            return
+        for _ in range(n):
+            mujoco.mj_step1(self.model, self.data)
+            self.data.ctrl[:NA] = self._numpy_torque()
+            mujoco.mj_step2(self.model, self.data)
+
+    def advance(self, seconds: float) -> None:
+        self.step(max(1, int(round(seconds / self.model.opt.timestep))))
+
+    # ---- state -----------------------------------------------------------------------
+    def reset(self) -> None:
+        """Back to the model's initial state; nothing from the last episode survives."""
+        mujoco.mj_resetData(self.model, self.data)
+        self.impedance.tau_prev = None
+        if self._k is not None:
+            self._k.have_prev = 0
+
+    def set_joints(self, q: np.ndarray) -> None:
+        """Teleport the arm, zero velocities, and hold the resulting pose."""
+        d = self.data
+        d.qpos[:NA] = q
+        d.qvel[:] = 0.0
+        mujoco.mj_forward(self.model, d)
+        self.q_null = np.array(q, float)
+        self.target_pos = d.site_xpos[self.tcp_site].copy()
+        self.target_quat = mat_to_quat(d.site_xmat[self.tcp_site].reshape(3, 3))
+        self.impedance.reset(d.qfrc_bias[:NA])  # start the rate limiter from gravity compensation
+        if self._k is not None:
+            self._k.tau_prev[:] = d.qfrc_bias[:NA]
+            self._k.have_prev = 1
+
+    def tcp_pose(self) -> np.ndarray:
+        d = self.data
+        return np.concatenate([d.site_xpos[self.tcp_site],
+                               mat_to_quat(d.site_xmat[self.tcp_site].reshape(3, 3))])
+
+    def tcp_twist(self) -> np.ndarray:
+        v = np.zeros(6)
+        mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_SITE, self.tcp_site,
+                                 v, 0)
+        return np.concatenate([v[3:], v[:3]])  # MuJoCo gives [angular, linear]
+
+    def tcp_wrench(self) -> np.ndarray:
+        """External contact wrench on the gripper, at the TCP, in the base frame."""
+        m, d = self.model, self.data
+        w, f6 = np.zeros(6), np.zeros(6)
+        tcp = d.site_xpos[self.tcp_site]
+        for i in range(d.ncon):
+            c = d.contact[i]
+            b1, b2 = m.geom_bodyid[c.geom[0]], m.geom_bodyid[c.geom[1]]
+            sign = 1.0 if b2 in self.gripper_bodies else (-1.0 if b1 in self.gripper_bodies else 0.0)
+            if sign == 0.0 or (b1 in self.gripper_bodies and b2 in self.gripper_bodies):
+                continue
+            mujoco.mj_contactForce(m, d, i, f6)
+            f = sign * (c.frame.reshape(3, 3).T @ f6[:3])  # contact frame -> world, force on b2
+            w[:3] += f
+            w[3:] += np.cross(c.pos - tcp, f)
+        return w
+
+    def render(self, camera: str, height: int, width: int) -> np.ndarray:
+        key = (height, width)
+        if key not in self._renderers:
+            self._renderers[key] = mujoco.Renderer(self.model, height, width)
+            global _ATEXIT_REGISTERED
+            if not _ATEXIT_REGISTERED:
+                # MuJoCo's EGL backend registers eglTerminate at exit when its first context is
+                # made; registering after it makes ours run first (atexit is LIFO), so contexts
+                # are freed while the display is alive instead of erroring in __del__.
+                atexit.register(_close_renderers)
+                _ATEXIT_REGISTERED = True
+        r = self._renderers[key]
+        r.update_scene(self.data, camera=camera)
+        return r.render()
+
+    def close(self) -> None:
+        for r in self._renderers.values():
+            r.close()
+        self._renderers.clear()
+
+
+class SimArm:
+    def __init__(self, world: SimWorld):
+        self.world = world
+
+    def state(self) -> ArmState:
+        w, d = self.world, self.world.data
+        return ArmState(q=d.qpos[:NA].copy(), dq=d.qvel[:NA].copy(), tcp_pose=w.tcp_pose(),
+                        tcp_twist=w.tcp_twist(), wrench=w.tcp_wrench(), t_ns=int(d.time * 1e9))
+
+    def set_target_pose(self, pos: np.ndarray, quat: np.ndarray) -> None:
+        self.world.target_pos = np.asarray(pos, float).copy()
+        self.world.target_quat = np.asarray(quat, float).copy()
+
+    def set_impedance(self, params: ImpedanceParams) -> None:
+        self.world.set_impedance(params)
+
+    def move_to_joints(self, q: np.ndarray) -> None:
+        self.world.set_joints(np.asarray(q, float))
+
+    def stop(self) -> None:  # hold the current pose
+        pose = self.world.tcp_pose()
+        self.set_target_pose(pose[:3], pose[3:])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class SimGripper:
+    max_width = 2 * FINGER_MAX
+
+    def __init__(self, world: SimWorld):
+        self.world = world
+
+    def command(self, width: float) -> None:
+        self.world.data.ctrl[self.world.gripper_act] = float(np.clip(width, 0, self.max_width)) / 2
+
+    def state(self) -> GripperState:
+        d = self.world.data
+        width = 2 * float(d.qpos[self.world.finger_qadr])
+        commanded = 2 * float(d.ctrl[self.world.gripper_act])
+        return GripperState(width=width, max_width=self.max_width,
+                            grasped=bool(width > 0.004 and width > commanded + 0.003),
+                            t_ns=int(d.time * 1e9))
+
+
+class SimCamera:
+    def __init__(self, world: SimWorld, name: str, height: int = 128, width: int = 128):
+        if mujoco.mj_name2id(world.model, mujoco.mjtObj.mjOBJ_CAMERA, name) < 0:
+            raise ValueError(f"no camera named {name!r} in the model")
+        self.world, self.name, self.shape = world, name, (height, width, 3)
+
+    def read(self) -> Frame:
+        rgb = self.world.render(self.name, self.shape[0], self.shape[1])
+        return Frame(rgb=rgb, t_ns=int(self.world.data.time * 1e9))
+
+    def close(self) -> None:
+        self.world.close()
+
+
+class SimClock:
+    """Sim time: waiting one control period steps the physics."""
+
+    def __init__(self, world: SimWorld):
+        self.world = world
+
+    def wait(self, period_s: float) -> None:
+        self.world.advance(period_s)
+
+    def now_ns(self) -> int:
+        return int(self.world.data.time * 1e9)
+
+
+def solve_ik(world: SimWorld, pos, quat, q_seed, iters: int = 200, tol: float = 1e-5) -> np.ndarray:
+    """Damped least-squares IK for the TCP (used for reset poses, never in the control loop).
+    Works on a scratch MjData so the live simulation is untouched."""
+    from robot_rl.controllers.frames import orientation_error
+    m = world.model
+    d = mujoco.MjData(m)
+    q = np.array(q_seed, float)
+    lo, hi = m.jnt_range[:NA, 0], m.jnt_range[:NA, 1]
+    jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+    for _ in range(iters):
+        d.qpos[:NA] = q
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_comPos(m, d)
+        cur_q = mat_to_quat(d.site_xmat[world.tcp_site].reshape(3, 3))
+        e = np.concatenate([pos - d.site_xpos[world.tcp_site], orientation_error(quat, cur_q)])
+        if np.linalg.norm(e) < tol:
+            break
+        mujoco.mj_jacSite(m, d, jacp, jacr, world.tcp_site)
+        J = np.vstack([jacp[:, :NA], jacr[:, :NA]])
+        dq = J.T @ np.linalg.solve(J @ J.T + 1e-4 * np.eye(6), e)
+        q = np.clip(q + dq, lo, hi)
+    return q
