@@ -1,0 +1,1 @@
+"""`robot-rl bench ...`: measurements that print ratios against a baseline from the same run."""
