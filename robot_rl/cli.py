@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -40,6 +41,33 @@ def _cmd_demos(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from robot_rl import train
+    if args.resume:
+        if args.config:
+            raise SystemExit("give either CONFIG or --resume RUN_DIR, not both")
+        result = train.resume(args.resume, progress=not args.no_progress, overrides=args.overrides)
+    else:
+        if not args.config:
+            raise SystemExit("usage: robot-rl train CONFIG.yaml [key=value ...] | --resume RUN_DIR")
+        cfg = train.load_config(args.config, args.overrides)
+        result = train.train(cfg, progress=not args.no_progress)
+    print(json.dumps(result))
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from pathlib import Path
+
+    from robot_rl import train
+    agent, cfg = train.load_policy(args.run_dir)
+    env = train.make_env(cfg)
+    video = Path(args.run_dir) / "videos" / "eval_cli.mp4" if args.video else None
+    res = train.evaluate(agent, env, args.episodes, args.seed, video, progress=True)
+    print(json.dumps({**res, "video": str(video) if video else None}))
+    return 0
+
+
 def _cmd_bench(args) -> int:
     if args.what == "sim":
         from robot_rl.bench import sim
@@ -70,6 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--only-success", action="store_true", help="keep successful episodes only")
     d.set_defaults(func=_cmd_demos)
 
+    t = sub.add_parser("train", help="train SAC/RLPD on a config (or resume a run)")
+    t.add_argument("config", nargs="?", help="YAML config, e.g. config/quickstart.yaml")
+    t.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.total_env_steps=2000")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last good checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a run's latest checkpoint on held-out seeds")
+    e.add_argument("run_dir")
+    e.add_argument("--episodes", type=int, default=20)
+    e.add_argument("--seed", type=int, default=2_000_000)
+    e.add_argument("--video", action="store_true", help="write videos/eval_cli.mp4 (first episode)")
+    e.set_defaults(func=_cmd_eval)
+
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")
     b.add_argument("what", choices=["sim"])
     b.add_argument("--json", help="write the results here")
@@ -85,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        from robot_rl.config import ConfigError
+        if isinstance(exc, (ConfigError, FileNotFoundError, FileExistsError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -3,7 +3,7 @@ RobotEnv, same tasks and unchanged scripted experts as the MuJoCo backend."""
 import numpy as np
 import pytest
 
-pytest.importorskip("pybullet")
+import pybullet  # noqa: F401,E402  (a dev dependency: CI installs it, so no skip)
 
 from robot_rl.hardware.hal import Arm, Camera, Clock, Gripper  # noqa: E402
 from robot_rl.hardware.robot_env import RobotEnv  # noqa: E402
