@@ -1,0 +1,581 @@
+"""Soft Actor-Critic with the RLPD recipe (+ DrQ augmentation, + HIL-SERL grasp critic).
+
+* Ensemble of ``num_critics`` LayerNorm critics (one batched module); the TD
+  target uses the min over a random subset of ``critic_subsample`` target
+  critics drawn WITHOUT replacement (``subsample_indices``).
+* Actor maximises the *mean* ensemble Q minus ``alpha * log_prob``.
+* Temperature is learned to match ``target_entropy`` (default ``-A/2``).
+* A shared observation encoder (conv / frozen pretrained trunk + head) is
+  trained by the critic loss only; the actor sees detached features (DrQ).
+* ``utd_ratio`` critic updates per environment step; the actor/temperature are
+  updated every ``actor_update_every`` critic steps (default: once per
+  ``utd_ratio`` critic steps, i.e. once per env step as in RLPD).
+* Optional HIL-SERL discrete gripper head (:class:`GripperCritic`) trained with
+  double DQN; the continuous actor then controls only the arm dims.
+
+All randomness used by updates comes from agent-owned ``torch.Generator``
+objects saved in :meth:`SACAgent.state_dict`, so a resumed run continues
+bit-exactly given the same batches.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from robot_rl.data.replay import normalize_obs_spec
+from robot_rl.networks import (
+    MLP,
+    CriticEnsemble,
+    ObservationEncoder,
+    PretrainedTrunk,
+    TanhGaussianActor,
+    is_image_spec,
+    random_shift,
+)
+
+__all__ = [
+    "SACConfig",
+    "SACAgent",
+    "GripperCritic",
+    "subsample_indices",
+    "compute_target_q",
+    "temperature_loss",
+    "double_dqn_target",
+    "grasp_action_to_index",
+    "grasp_index_to_action",
+    "GRASP_CLOSE",
+    "GRASP_STAY",
+    "GRASP_OPEN",
+]
+
+# Discrete gripper commands.  Index i <-> continuous env value (i - 1).
+GRASP_CLOSE, GRASP_STAY, GRASP_OPEN = 0, 1, 2
+
+
+@dataclass
+class SACConfig:
+    # --- networks
+    hidden_dims: Tuple[int, ...] = (256, 256)
+    actor_hidden_dims: Optional[Tuple[int, ...]] = None  # None -> hidden_dims
+    activation: str = "relu"
+    critic_layer_norm: bool = True
+    actor_layer_norm: bool = True
+    num_critics: int = 10
+    critic_subsample: Optional[int] = 2  # M target critics for the min; None -> all N
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+    # --- image encoder
+    image_encoder: str = "conv"  # "conv" | "pretrained" | "none"
+    image_feature_dim: int = 64
+    conv_filters: Tuple[int, ...] = (32, 32, 32, 32)
+    conv_strides: Tuple[int, ...] = (2, 2, 2, 1)
+    conv_pooling: str = "flatten"  # "flatten" | "spatial_softmax" | "avg"
+    pretrained_name: str = "resnet18"
+    pretrained_weights: Optional[str] = None  # torchvision weights id ("DEFAULT") or local state_dict path; None = random
+    use_target_encoder: bool = False  # False: next_obs encoded by the online encoder w/o grad (DrQ-v2)
+    drq_pad: int = 4  # random-shift pad in pixels; 0 disables augmentation
+    # --- optimisation
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    temp_lr: float = 3e-4
+    gamma: float = 0.97
+    tau: float = 0.005
+    init_temperature: float = 0.1
+    target_entropy: Optional[float] = None  # None -> -A_cont / 2
+    backup_entropy: bool = False
+    grad_clip_norm: Optional[float] = None
+    # --- schedule / data (used by the training loop; actor_update_every by the agent)
+    utd_ratio: int = 8  # critic updates per env step
+    actor_update_every: Optional[int] = None  # critic steps per actor step; None -> utd_ratio
+    batch_size: int = 256
+    demo_ratio: float = 0.5
+    # --- performance
+    compile: bool = False  # torch.compile the loss functions (eager fallback otherwise)
+    compile_mode: Optional[str] = None
+    fused_adam: bool = True
+    # --- HIL-SERL discrete gripper
+    grasp_critic: bool = False
+    grasp_hidden_dims: Optional[Tuple[int, ...]] = None  # None -> hidden_dims
+    grasp_penalty: float = -0.02  # added to the grasp reward for each non-"stay" command
+    grasp_epsilon: float = 0.0  # epsilon-greedy exploration of the gripper in act(deterministic=False)
+
+    def __post_init__(self) -> None:
+        for f in ("hidden_dims", "actor_hidden_dims", "conv_filters", "conv_strides", "grasp_hidden_dims"):
+            v = getattr(self, f)
+            if v is not None:
+                setattr(self, f, tuple(int(x) for x in v))
+        if self.critic_subsample is not None and not 1 <= self.critic_subsample <= self.num_critics:
+            raise ValueError("critic_subsample must be in [1, num_critics]")
+        if self.image_encoder not in ("conv", "pretrained", "none"):
+            raise ValueError(f"unknown image_encoder {self.image_encoder!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SACConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown SACConfig fields: {sorted(unknown)}")
+        return cls(**dict(d))
+
+
+# ---------------------------------------------------------------------------
+# Pure functions
+# ---------------------------------------------------------------------------
+
+
+def subsample_indices(generator: Optional[torch.Generator], n: int, m: Optional[int]) -> torch.Tensor:
+    """``m`` distinct indices from ``range(n)`` (uniform, WITHOUT replacement)."""
+    device = generator.device if generator is not None else "cpu"
+    if m is None or m >= n:
+        return torch.arange(n, device=device)
+    return torch.randperm(n, generator=generator, device=device)[:m]
+
+
+def compute_target_q(
+    reward: torch.Tensor,
+    terminated: torch.Tensor,
+    next_q: torch.Tensor,
+    gamma: float,
+    next_log_prob: Optional[torch.Tensor] = None,
+    alpha: Any = 0.0,
+    backup_entropy: bool = False,
+) -> torch.Tensor:
+    """``r + gamma * (1 - terminated) * (min_m Q'_m(s', a') [- alpha * log pi(a'|s')])``.
+
+    ``next_q`` is ``[M, B]`` (the already-subsampled target critics; min over dim 0) or ``[B]``.
+    """
+    next_v = next_q.min(dim=0).values if next_q.dim() == 2 else next_q
+    if backup_entropy:
+        next_v = next_v - alpha * next_log_prob
+    return reward + gamma * (1.0 - terminated.to(next_v.dtype)) * next_v
+
+
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """``alpha * (H - H_target)`` with ``H = -E[log pi]``: alpha shrinks when entropy is above target."""
+    return (log_alpha.exp() * (-log_prob.detach() - target_entropy)).mean()
+
+
+def double_dqn_target(
+    reward: torch.Tensor,
+    terminated: torch.Tensor,
+    next_q_online: torch.Tensor,
+    next_q_target: torch.Tensor,
+    gamma: float,
+    penalty: Any = 0.0,
+) -> torch.Tensor:
+    """Double-DQN target ``(r + penalty) + gamma (1 - d) Q_target(s', argmax_a Q_online(s', a))``."""
+    a_star = next_q_online.argmax(dim=-1, keepdim=True)
+    next_v = next_q_target.gather(-1, a_star).squeeze(-1)
+    return reward + penalty + gamma * (1.0 - terminated.to(next_v.dtype)) * next_v
+
+
+def grasp_action_to_index(a: Any) -> Any:
+    """Continuous gripper command in [-1, 1] -> {0: close (-1), 1: stay (0), 2: open (+1)}."""
+    if isinstance(a, torch.Tensor):
+        return (torch.round(a.clamp(-1.0, 1.0)) + 1).long()
+    return (np.round(np.clip(a, -1.0, 1.0)) + 1).astype(np.int64)
+
+
+def grasp_index_to_action(idx: Any) -> Any:
+    if isinstance(idx, torch.Tensor):
+        return idx.float() - 1.0
+    return np.asarray(idx, dtype=np.float32) - 1.0
+
+
+class GripperCritic(nn.Module):
+    """Discrete Q(s, g) for gripper commands g in {close, stay, open} (HIL-SERL)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dims: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        layer_norm: bool = True,
+        num_actions: int = 3,
+    ):
+        super().__init__()
+        self.net = MLP(in_dim, hidden_dims, num_actions, activation, layer_norm)
+        self.num_actions = num_actions
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+# ---------------------------------------------------------------------------
+# Agent
+# ---------------------------------------------------------------------------
+
+
+class SACAgent:
+    """SAC/RLPD learner.
+
+    Args:
+        obs_spec: raw environment observation spec (gymnasium Dict or ``{key: (shape, dtype)}``).
+        action_dim: environment action dim ``A`` (includes the gripper dim when
+            ``config.grasp_critic``; the continuous actor then has ``A - 1`` dims).
+        config: :class:`SACConfig`.
+        device: torch device.
+        seed: seeds network init (locally) and the agent's generators.
+    """
+
+    def __init__(
+        self,
+        obs_spec: Any,
+        action_dim: int,
+        config: Optional[SACConfig] = None,
+        device: Any = "cpu",
+        seed: int = 0,
+    ):
+        self.config = cfg = config if config is not None else SACConfig()
+        self.device = torch.device(device)
+        self.obs_spec = normalize_obs_spec(obs_spec)
+        self.action_dim = int(action_dim)
+        self.arm_dim = self.action_dim - 1 if cfg.grasp_critic else self.action_dim
+        if self.arm_dim < 1:
+            raise ValueError("need at least one continuous action dim")
+        self.target_entropy = float(cfg.target_entropy if cfg.target_entropy is not None else -self.arm_dim / 2.0)
+        self.actor_update_every = int(cfg.actor_update_every or cfg.utd_ratio)
+        self.image_keys = sorted(
+            k for k, (s, d) in self.obs_spec.items() if is_image_spec(s, d) and cfg.image_encoder != "none"
+        )
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.trunk: Optional[PretrainedTrunk] = None
+            if cfg.image_encoder == "pretrained" and self.image_keys:
+                self.trunk = PretrainedTrunk(cfg.pretrained_name, cfg.pretrained_weights)
+            self.encoder = self._make_encoder()
+            feat_dim = self.encoder.out_dim
+            self.critic = CriticEnsemble(
+                feat_dim, self.arm_dim, cfg.num_critics, cfg.hidden_dims, cfg.activation, cfg.critic_layer_norm
+            )
+            self.actor = TanhGaussianActor(
+                feat_dim,
+                self.arm_dim,
+                cfg.actor_hidden_dims or cfg.hidden_dims,
+                cfg.activation,
+                cfg.actor_layer_norm,
+                cfg.log_std_min,
+                cfg.log_std_max,
+            )
+            self.grasp: Optional[GripperCritic] = None
+            if cfg.grasp_critic:
+                self.grasp = GripperCritic(
+                    feat_dim, cfg.grasp_hidden_dims or cfg.hidden_dims, cfg.activation, cfg.critic_layer_norm
+                )
+        self.target_critic = self._frozen_copy(self.critic)
+        self.target_grasp = self._frozen_copy(self.grasp) if self.grasp is not None else None
+        self.target_encoder: Optional[ObservationEncoder] = None
+        if cfg.use_target_encoder:
+            self.target_encoder = self._make_encoder()
+            self.target_encoder.load_state_dict(self.encoder.state_dict())
+            self.target_encoder.requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature), dtype=torch.float32))
+
+        for m in self._modules().values():
+            m.to(self.device)
+        self.log_alpha.data = self.log_alpha.data.to(self.device)
+
+        critic_params = list(self.encoder.parameters()) + list(self.critic.parameters())
+        if self.grasp is not None:
+            critic_params += list(self.grasp.parameters())
+        self._critic_params = [p for p in critic_params if p.requires_grad]
+        self.critic_opt = self._adam(self._critic_params, cfg.critic_lr)
+        self.actor_opt = self._adam(list(self.actor.parameters()), cfg.actor_lr)
+        self.temp_opt = self._adam([self.log_alpha], cfg.temp_lr)
+
+        online, target = list(self.critic.parameters()), list(self.target_critic.parameters())
+        if self.grasp is not None:
+            online += list(self.grasp.parameters())
+            target += list(self.target_grasp.parameters())
+        if self.target_encoder is not None:
+            online += [p for p in self.encoder.parameters() if p.requires_grad]
+            target += [p for p in self.target_encoder.parameters()]
+        self._polyak_online, self._polyak_target = online, target
+
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed + 1)
+        self.act_generator = torch.Generator(device=self.device)
+        self.act_generator.manual_seed(seed + 2)
+
+        self.critic_steps = 0
+        self.actor_steps = 0
+
+        if cfg.compile:
+            kw = {"mode": cfg.compile_mode} if cfg.compile_mode else {}
+            self._critic_loss_fn = torch.compile(self._critic_loss, **kw)
+            self._actor_loss_fn = torch.compile(self._actor_loss, **kw)
+        else:
+            self._critic_loss_fn = self._critic_loss
+            self._actor_loss_fn = self._actor_loss
+
+    # ------------------------------------------------------------------ construction helpers
+    def _make_encoder(self) -> ObservationEncoder:
+        cfg = self.config
+        return ObservationEncoder(
+            self.obs_spec,
+            encoder_type=cfg.image_encoder,
+            feature_dim=cfg.image_feature_dim,
+            conv_filters=cfg.conv_filters,
+            conv_strides=cfg.conv_strides,
+            conv_pooling=cfg.conv_pooling,
+            trunk=self.trunk,
+            image_keys=self.image_keys,
+        )
+
+    def _adam(self, params, lr: float) -> torch.optim.Optimizer:
+        # fused Adam: one kernel per parameter on CPU/CUDA (torch's CPU default is a slow per-op loop)
+        if self.config.fused_adam and self.device.type in ("cpu", "cuda"):
+            try:
+                return torch.optim.Adam(params, lr=lr, fused=True)
+            except (RuntimeError, TypeError, ValueError):
+                pass
+        return torch.optim.Adam(params, lr=lr)
+
+    @staticmethod
+    def _frozen_copy(m: nn.Module) -> nn.Module:
+        c = copy.deepcopy(m)
+        c.requires_grad_(False)
+        return c
+
+    def _modules(self) -> Dict[str, nn.Module]:
+        mods: Dict[str, nn.Module] = {
+            "encoder": self.encoder,
+            "critic": self.critic,
+            "target_critic": self.target_critic,
+            "actor": self.actor,
+        }
+        if self.trunk is not None:
+            mods["trunk"] = self.trunk
+        if self.target_encoder is not None:
+            mods["target_encoder"] = self.target_encoder
+        if self.grasp is not None:
+            mods["grasp"] = self.grasp
+            mods["target_grasp"] = self.target_grasp
+        return mods
+
+    @property
+    def alpha(self) -> float:
+        return float(self.log_alpha.detach().exp())
+
+    def replay_transforms(self, dtype=np.float16) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
+        """``obs_transforms`` for a ReplayBuffer: cache frozen-trunk features per image key."""
+        if self.trunk is None:
+            return {}
+        fn = self.trunk.numpy_transform(dtype)
+        return {k: fn for k in self.image_keys}
+
+    # ------------------------------------------------------------------ batches
+    def _obs_to_tensors(self, obs: Mapping[str, Any], augment: bool) -> Dict[str, torch.Tensor]:
+        out = {}
+        for k in self.encoder.vector_keys + self.encoder.image_keys:
+            v = obs[k]
+            t = v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))
+            t = t.to(self.device, non_blocking=True)
+            if t.dtype == torch.float16 or t.dtype == torch.float64:
+                t = t.float()
+            if augment and t.dim() == 4 and t.dtype == torch.uint8 and self.config.drq_pad > 0:
+                t = random_shift(t, self.config.drq_pad, self.generator)
+            out[k] = t
+        return out
+
+    def _tensor(self, v: Any, dtype=torch.float32) -> torch.Tensor:
+        t = v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
+        return t.to(self.device, dtype=dtype, non_blocking=True)
+
+    def prepare_batch(self, batch: Mapping[str, Any], augment: bool = True) -> Dict[str, Any]:
+        """numpy/torch replay batch -> device tensors (+ DrQ shifts on image keys)."""
+        b = {
+            "obs": self._obs_to_tensors(batch["obs"], augment),
+            "next_obs": self._obs_to_tensors(batch["next_obs"], augment),
+            "action": self._tensor(batch["action"]),
+            "reward": self._tensor(batch["reward"]).reshape(-1),
+            "terminated": self._tensor(batch["terminated"]).reshape(-1),
+        }
+        gp = batch.get("grasp_penalty")
+        b["grasp_penalty"] = self._tensor(gp).reshape(-1) if gp is not None else torch.zeros_like(b["reward"])
+        return b
+
+    # ------------------------------------------------------------------ losses (compilable, RNG-free)
+    def _critic_loss(
+        self,
+        obs: Dict[str, torch.Tensor],
+        next_obs: Dict[str, torch.Tensor],
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        terminated: torch.Tensor,
+        grasp_penalty: torch.Tensor,
+        next_noise: torch.Tensor,
+        idx: torch.Tensor,
+        alpha: torch.Tensor,
+    ):
+        cfg = self.config
+        feat = self.encoder(obs)
+        with torch.no_grad():
+            next_feat = self.encoder(next_obs)
+            next_feat_t = self.target_encoder(next_obs) if self.target_encoder is not None else next_feat
+            next_action, next_logp = self.actor.sample(next_feat, next_noise)
+            next_q = self.target_critic(next_feat_t, next_action, idx)
+            target = compute_target_q(reward, terminated, next_q, cfg.gamma, next_logp, alpha, cfg.backup_entropy)
+        q = self.critic(feat, action[:, : self.arm_dim])
+        critic_loss = (q - target.unsqueeze(0)).pow(2).mean()
+        stats = [critic_loss.detach(), q.detach().mean(), target.mean()]
+        loss = critic_loss
+        if self.grasp is not None:
+            g_idx = grasp_action_to_index(action[:, -1])
+            with torch.no_grad():
+                penalty = grasp_penalty + cfg.grasp_penalty * (g_idx != GRASP_STAY).to(reward.dtype)
+                g_target = double_dqn_target(
+                    reward, terminated, self.grasp(next_feat), self.target_grasp(next_feat_t), cfg.gamma, penalty
+                )
+            gq = self.grasp(feat.detach()).gather(-1, g_idx.unsqueeze(-1)).squeeze(-1)
+            grasp_loss = (gq - g_target).pow(2).mean()
+            loss = loss + grasp_loss
+            stats += [grasp_loss.detach(), gq.detach().mean()]
+        return loss, feat, torch.stack(stats)
+
+    def _actor_loss(self, feat: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor):
+        action, logp = self.actor.sample(feat, noise)
+        q = self.critic(feat, action, detach_params=True).mean(dim=0)
+        loss = (alpha * logp - q).mean()
+        return loss, logp.detach(), torch.stack([loss.detach(), -logp.detach().mean(), q.detach().mean()])
+
+    def actor_loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Actor loss on a batch (features detached from the shared encoder). For inspection/tests."""
+        b = self.prepare_batch(batch, augment=False)
+        feat = self.encoder(b["obs"]).detach()
+        noise = torch.randn(feat.shape[0], self.arm_dim, generator=self.generator, device=self.device)
+        return self._actor_loss_fn(feat, noise, self.log_alpha.detach().exp())[0]
+
+    # ------------------------------------------------------------------ updates
+    @torch.no_grad()
+    def _polyak(self) -> None:
+        torch._foreach_lerp_(self._polyak_target, self._polyak_online, self.config.tau)
+
+    def update(self, batch: Mapping[str, Any]) -> Dict[str, float]:
+        """One critic (+grasp critic) update; actor & temperature every ``actor_update_every`` critic steps."""
+        cfg = self.config
+        b = self.prepare_batch(batch, augment=True)
+        B = b["reward"].shape[0]
+        g = self.generator
+        next_noise = torch.randn(B, self.arm_dim, generator=g, device=self.device)
+        idx = subsample_indices(g, cfg.num_critics, cfg.critic_subsample)
+        alpha = self.log_alpha.detach().exp()
+
+        loss, feat, cstats = self._critic_loss_fn(
+            b["obs"], b["next_obs"], b["action"], b["reward"], b["terminated"], b["grasp_penalty"],
+            next_noise, idx, alpha,
+        )
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip_norm is not None:
+            nn.utils.clip_grad_norm_(self._critic_params, cfg.grad_clip_norm)
+        self.critic_opt.step()
+        self._polyak()
+        self.critic_steps += 1
+
+        names = ["critic_loss", "q", "target_q"] + (["grasp_loss", "grasp_q"] if self.grasp is not None else [])
+        metrics = dict(zip(names, cstats.tolist()))
+
+        if self.critic_steps % self.actor_update_every == 0:
+            noise = torch.randn(B, self.arm_dim, generator=g, device=self.device)
+            a_loss, logp, astats = self._actor_loss_fn(feat.detach(), noise, alpha)
+            self.actor_opt.zero_grad(set_to_none=True)
+            a_loss.backward()
+            if cfg.grad_clip_norm is not None:
+                nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip_norm)
+            self.actor_opt.step()
+            t_loss = temperature_loss(self.log_alpha, logp, self.target_entropy)
+            self.temp_opt.zero_grad(set_to_none=True)
+            t_loss.backward()
+            self.temp_opt.step()
+            self.actor_steps += 1
+            metrics.update(zip(["actor_loss", "entropy", "actor_q"], astats.tolist()))
+            metrics["temperature_loss"] = float(t_loss.detach())
+        metrics["alpha"] = self.alpha
+        metrics["critic_steps"] = self.critic_steps
+        metrics["actor_steps"] = self.actor_steps
+        return metrics
+
+    def update_many(self, sample_fn: Callable[[], Mapping[str, Any]], n: Optional[int] = None) -> Dict[str, float]:
+        """``n`` (default ``utd_ratio``) consecutive :meth:`update` calls on fresh batches.
+
+        Returns the last step's metrics, with actor metrics from the last actor step.
+        """
+        n = self.config.utd_ratio if n is None else int(n)
+        out: Dict[str, float] = {}
+        for _ in range(n):
+            out.update(self.update(sample_fn()))
+        return out
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, Any], deterministic: bool = False) -> np.ndarray:
+        """Single (unbatched) observation dict -> env action ``float32 [A]`` in [-1, 1]."""
+        t = {}
+        for k in self.encoder.vector_keys + self.encoder.image_keys:
+            v = torch.as_tensor(np.asarray(obs[k])).unsqueeze(0).to(self.device)
+            t[k] = v.float() if v.dtype in (torch.float16, torch.float64) else v
+        feat = self.encoder(t)
+        if deterministic:
+            a = self.actor.deterministic(feat)
+        else:
+            noise = torch.randn(1, self.arm_dim, generator=self.act_generator, device=self.device)
+            a = self.actor.sample(feat, noise)[0]
+        if self.grasp is not None:
+            g = self.grasp(feat).argmax(dim=-1)
+            if not deterministic and self.config.grasp_epsilon > 0:
+                u = torch.rand((), generator=self.act_generator, device=self.device)
+                if float(u) < self.config.grasp_epsilon:
+                    g = torch.randint(0, 3, (1,), generator=self.act_generator, device=self.device)
+            a = torch.cat([a, grasp_index_to_action(g).unsqueeze(-1)], dim=-1)
+        return a[0].float().cpu().numpy()
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything needed to resume exactly (modules, optimizers, temperature, counters, RNG).
+
+        Tensors are references (as with ``nn.Module.state_dict``): serialise
+        (``torch.save``) or deep-copy before training further.
+        """
+        return {
+            "config": asdict(self.config),
+            "modules": {k: m.state_dict() for k, m in self._modules().items()},
+            "log_alpha": self.log_alpha.detach(),
+            "optimizers": {
+                "critic": self.critic_opt.state_dict(),
+                "actor": self.actor_opt.state_dict(),
+                "temp": self.temp_opt.state_dict(),
+            },
+            "counters": {"critic_steps": self.critic_steps, "actor_steps": self.actor_steps},
+            "rng": {"generator": self.generator.get_state(), "act_generator": self.act_generator.get_state()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        mods = self._modules()
+        if set(state["modules"]) != set(mods):
+            raise ValueError(f"module mismatch: {sorted(state['modules'])} vs {sorted(mods)}")
+        for k, m in mods.items():
+            m.load_state_dict(state["modules"][k])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.critic_opt.load_state_dict(state["optimizers"]["critic"])
+        self.actor_opt.load_state_dict(state["optimizers"]["actor"])
+        self.temp_opt.load_state_dict(state["optimizers"]["temp"])
+        self.critic_steps = int(state["counters"]["critic_steps"])
+        self.actor_steps = int(state["counters"]["actor_steps"])
+        self.generator.set_state(state["rng"]["generator"].cpu())
+        self.act_generator.set_state(state["rng"]["act_generator"].cpu())
+
+    def save(self, path: str) -> None:
+        torch.save(self.state_dict(), path)
+
+    def load(self, path: str) -> None:
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))

@@ -1,0 +1,196 @@
+"""Tests for robot_rl.data.replay (real numpy storage, no mocks)."""
+
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.data.replay import MixedSampler, ReplayBuffer, normalize_obs_spec
+
+IMG = (128, 128, 3)
+
+
+def _obs(ep, t, img_shape=(8, 8, 3), cams=("front",)):
+    o = {"state": np.array([ep, t, 0.5], dtype=np.float32)}
+    for i, c in enumerate(cams):
+        o[c] = np.full(img_shape, (ep * 16 + t + i * 7) % 256, dtype=np.uint8)
+    return o
+
+
+def _spec(img_shape=(8, 8, 3), cams=("front",)):
+    s = {"state": ((3,), np.float32)}
+    for c in cams:
+        s[c] = (img_shape, np.uint8)
+    return s
+
+
+def _fill(buf, lengths, ep0=0, endings=None, img_shape=(8, 8, 3), cams=("front",), is_demo=None):
+    """Insert episodes; episode k has lengths[k] steps; obs encodes (episode, t)."""
+    for k, T in enumerate(lengths):
+        ep = ep0 + k
+        end = (endings or ["terminated"] * len(lengths))[k]
+        for t in range(T):
+            last = t == T - 1
+            buf.insert(
+                _obs(ep, t, img_shape, cams),
+                np.full(buf.action_dim, t / 10.0, np.float32),
+                float(ep * 100 + t),
+                _obs(ep, t + 1, img_shape, cams),
+                terminated=last and end == "terminated",
+                truncated=last and end == "truncated",
+                info={"intervention": t % 2 == 1, "grasp_penalty": -0.02 * t},
+                is_demo=is_demo,
+            )
+
+
+def _check_consistent(batch):
+    s, ns = batch["obs"]["state"], batch["next_obs"]["state"]
+    np.testing.assert_array_equal(ns[:, 0], s[:, 0])  # same episode
+    np.testing.assert_array_equal(ns[:, 1], s[:, 1] + 1)  # consecutive steps
+    np.testing.assert_array_equal(batch["reward"], s[:, 0] * 100 + s[:, 1])
+    for key in batch["obs"]:
+        if key == "state":
+            continue
+        off = 7 * (["front", "wrist"].index(key))
+        np.testing.assert_array_equal(batch["obs"][key][:, 0, 0, 0], (s[:, 0] * 16 + s[:, 1] + off) % 256)
+        np.testing.assert_array_equal(batch["next_obs"][key][:, 0, 0, 0], (ns[:, 0] * 16 + ns[:, 1] + off) % 256)
+
+
+def test_normalize_obs_spec_forms():
+    import gymnasium as gym
+
+    space = gym.spaces.Dict(
+        {"state": gym.spaces.Box(-1, 1, (4,), np.float32), "front": gym.spaces.Box(0, 255, IMG, np.uint8)}
+    )
+    spec = normalize_obs_spec(space)
+    assert spec == {"state": ((4,), np.dtype(np.float32)), "front": (IMG, np.dtype(np.uint8))}
+    assert normalize_obs_spec({"state": (4,), "front": (IMG, np.uint8)}) == spec
+
+
+def test_bytes_per_transition_two_128_cameras_and_frame_sharing():
+    cams = ("front", "wrist")
+    buf = ReplayBuffer(2000, _spec(IMG, cams), action_dim=4)
+    raw = 2 * 128 * 128 * 3
+    assert buf.raw_obs_bytes() == raw
+    assert buf.bytes_per_transition() <= 1.1 * raw, buf.bytes_per_transition() / raw
+    # an episode of T steps uses exactly T + 1 frames (next_obs shares storage with the following obs)
+    _fill(buf, [20], img_shape=IMG, cams=cams)
+    assert len(buf) == 20 and buf.frames_written == 21
+    _fill(buf, [10, 5], ep0=1, img_shape=IMG, cams=cams)
+    assert len(buf) == 35 and buf.frames_written == 21 + 11 + 6
+    _check_consistent(buf.get(buf.valid_ids()))
+    # next_obs of step t and obs of step t+1 are the same frame slot
+    s = buf._obs_fid[1:20]
+    np.testing.assert_array_equal(s, buf._next_fid[0:19])
+
+
+def test_episode_boundaries():
+    buf = ReplayBuffer(100, _spec(), action_dim=2)
+    _fill(buf, [3, 1, 5], endings=["terminated", "truncated", "terminated"])
+    assert len(buf) == 9
+    assert buf.frames_written == 4 + 2 + 6
+    b = buf.get(buf.valid_ids())
+    _check_consistent(b)
+    t = b["obs"]["state"][:, 1]
+    ep = b["obs"]["state"][:, 0]
+    np.testing.assert_array_equal(ep, [0, 0, 0, 1, 2, 2, 2, 2, 2])
+    np.testing.assert_array_equal(t, [0, 1, 2, 0, 0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(b["terminated"], [0, 0, 1, 0, 0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(b["truncated"], [0, 0, 0, 1, 0, 0, 0, 0, 0])
+    # final next_obs of each episode is its own extra frame, first obs of the next episode is fresh
+    np.testing.assert_array_equal(b["next_obs"]["state"][[2, 3, 8], 1], [3, 1, 5])
+    np.testing.assert_array_equal(b["intervention"], t % 2 == 1)
+    np.testing.assert_allclose(b["grasp_penalty"], -0.02 * t, rtol=1e-6)
+    np.testing.assert_allclose(b["action"][:, 0], t / 10.0, rtol=1e-6)
+
+
+def test_reset_without_done_flag_writes_new_frame():
+    buf = ReplayBuffer(10, _spec(), action_dim=1)
+    buf.insert(_obs(0, 0), [0.0], 0.0, _obs(0, 1), False, False)
+    buf.insert(_obs(5, 0), [0.0], 500.0, _obs(5, 1), False, False)  # obs != previous next_obs
+    assert buf.frames_written == 4
+    _check_consistent(buf.get(buf.valid_ids()))
+
+
+def test_ring_wraparound_never_returns_overwritten_frames():
+    rng = np.random.default_rng(0)
+    buf = ReplayBuffer(10, _spec(), action_dim=1)
+    for k in range(30):
+        _fill(buf, [int(rng.integers(1, 6))], ep0=k)
+        assert 0 < len(buf) <= 10
+        _check_consistent(buf.get(buf.valid_ids()))
+        _check_consistent(buf.sample(32, rng))
+    # with length-1 episodes (2 frames / transition) the frame ring limits the valid size
+    buf = ReplayBuffer(10, _spec(), action_dim=1, frame_capacity=12)
+    for k in range(25):
+        _fill(buf, [1], ep0=k)
+        _check_consistent(buf.get(buf.valid_ids()))
+    assert len(buf) == 6
+
+
+def test_save_load_roundtrip(tmp_path):
+    buf = ReplayBuffer(16, _spec(cams=("front", "wrist")), action_dim=3)
+    _fill(buf, [4, 7, 9], cams=("front", "wrist"))
+    buf.insert(_obs(9, 0, cams=("front", "wrist")), np.zeros(3), 900.0, _obs(9, 1, cams=("front", "wrist")), False, False)
+    path = tmp_path / "buf.npz"
+    buf.save(path)
+    loaded = ReplayBuffer.from_file(path)
+    other = ReplayBuffer(16, _spec(cams=("front", "wrist")), action_dim=3).load(path)
+    for b2 in (loaded, other):
+        assert len(b2) == len(buf) and b2.frames_written == buf.frames_written
+        x = buf.sample(64, np.random.default_rng(7))
+        y = b2.sample(64, np.random.default_rng(7))
+        assert x.keys() == y.keys()
+        for k in x:
+            if isinstance(x[k], dict):
+                for kk in x[k]:
+                    np.testing.assert_array_equal(x[k][kk], y[k][kk])
+            else:
+                np.testing.assert_array_equal(x[k], y[k])
+    # mid-episode state survives: continuing the episode shares the frame in both
+    for b2 in (buf, loaded):
+        b2.insert(_obs(9, 1, cams=("front", "wrist")), np.zeros(3), 901.0, _obs(9, 2, cams=("front", "wrist")), True, False)
+    assert loaded.frames_written == buf.frames_written
+    _check_consistent(loaded.get(loaded.valid_ids()))
+
+
+def test_mixed_sampler_exact_ratio_and_fallbacks():
+    demo = ReplayBuffer(50, _spec(), action_dim=2, is_demo=True)
+    online = ReplayBuffer(50, _spec(), action_dim=2)
+    rng = np.random.default_rng(0)
+    sampler = MixedSampler(demo, online, demo_ratio=0.5)
+    with pytest.raises(ValueError):
+        sampler.sample(8, rng)
+    _fill(online, [5, 5], ep0=10)
+    b = sampler.sample(64, rng)  # demo empty -> all online
+    assert b["is_demo"].sum() == 0 and len(b["reward"]) == 64
+    _fill(demo, [6, 6])
+    for bs, ratio in [(256, 0.5), (64, 0.25), (10, 0.33), (7, 1.0), (9, 0.0)]:
+        sampler.demo_ratio = ratio
+        b = sampler.sample(bs, rng)
+        assert len(b["reward"]) == bs
+        assert int(b["is_demo"].sum()) == round(bs * ratio)
+        assert (b["obs"]["state"][:, 0] < 10).sum() == round(bs * ratio)  # demo episodes are 0, 1
+        _check_consistent(b)
+    only_demo = MixedSampler(demo, None, 0.5).sample(16, rng)
+    assert only_demo["is_demo"].all()
+    tb = MixedSampler(demo, online, 0.5).sample(8, rng, as_torch=True)
+    assert isinstance(tb["obs"]["front"], torch.Tensor) and tb["obs"]["front"].dtype == torch.uint8
+    assert tb["action"].shape == (8, 2) and tb["reward"].dtype == torch.float32
+
+
+def test_cached_feature_key():
+    calls = []
+
+    def feat(img):
+        calls.append(1)
+        return img.reshape(-1, 3).mean(0).astype(np.float16)
+
+    buf = ReplayBuffer(20, _spec(IMG), action_dim=1, obs_transforms={"front": feat})
+    assert buf.storage_spec["front"] == ((3,), np.dtype(np.float16))
+    assert buf.bytes_per_transition() < 100
+    calls.clear()
+    _fill(buf, [4], img_shape=IMG)
+    assert len(calls) == 5  # transform applied once per frame
+    b = buf.sample(6, np.random.default_rng(0))
+    assert b["obs"]["front"].shape == (6, 3) and b["obs"]["front"].dtype == np.float16
+    np.testing.assert_array_equal(b["next_obs"]["front"][:, 0], (b["next_obs"]["state"][:, 1]).astype(np.float16))

@@ -1,0 +1,463 @@
+"""Tests for robot_rl.networks and robot_rl.agents.sac (real torch, small nets)."""
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.agents.sac import (
+    GRASP_CLOSE,
+    GRASP_OPEN,
+    GRASP_STAY,
+    GripperCritic,
+    SACAgent,
+    SACConfig,
+    compute_target_q,
+    double_dqn_target,
+    grasp_action_to_index,
+    grasp_index_to_action,
+    subsample_indices,
+    temperature_loss,
+)
+from robot_rl.data.replay import ReplayBuffer
+from robot_rl.networks import (
+    ConvEncoder,
+    CriticEnsemble,
+    PretrainedTrunk,
+    TanhGaussianActor,
+    random_shift,
+)
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny nets: one intra-op thread is as fast and much more robust on a shared 2-core box."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+SMALL = dict(hidden_dims=(32, 32), num_critics=4, critic_subsample=2, batch_size=32)
+
+
+def small_cfg(**kw):
+    d = dict(SMALL)
+    d.update(kw)
+    return SACConfig(**d)
+
+
+def state_batch(rng, B=32, S=3, A=2, terminal_p=0.2):
+    return {
+        "obs": {"state": rng.standard_normal((B, S)).astype(np.float32)},
+        "next_obs": {"state": rng.standard_normal((B, S)).astype(np.float32)},
+        "action": rng.uniform(-1, 1, (B, A)).astype(np.float32),
+        "reward": rng.standard_normal(B).astype(np.float32),
+        "terminated": rng.random(B) < terminal_p,
+    }
+
+
+def image_spec(size=24):
+    return {
+        "state": ((3,), np.float32),
+        "front": ((size, size, 3), np.uint8),
+        "wrist": ((size, size, 3), np.uint8),
+    }
+
+
+def image_batch(rng, B=8, size=24, A=3):
+    def obs():
+        return {
+            "state": rng.standard_normal((B, 3)).astype(np.float32),
+            "front": rng.integers(0, 256, (B, size, size, 3), dtype=np.uint8),
+            "wrist": rng.integers(0, 256, (B, size, size, 3), dtype=np.uint8),
+        }
+
+    return {
+        "obs": obs(),
+        "next_obs": obs(),
+        "action": rng.uniform(-1, 1, (B, A)).astype(np.float32),
+        "reward": rng.standard_normal(B).astype(np.float32),
+        "terminated": rng.random(B) < 0.2,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Bellman target / subsampling
+# ---------------------------------------------------------------------------
+
+
+def test_compute_target_q_hand_computed():
+    reward = torch.tensor([1.0, 0.5, -1.0])
+    terminated = torch.tensor([0.0, 1.0, 0.0])
+    next_q = torch.tensor([[2.0, 3.0, -1.0], [1.5, 4.0, 0.5]])  # 2 subsampled target critics
+    next_logp = torch.tensor([-1.0, 2.0, 0.5])
+    # min over critics = [1.5, 3.0, -1.0]; gamma = 0.9
+    t = compute_target_q(reward, terminated, next_q, 0.9)
+    torch.testing.assert_close(t, torch.tensor([1.0 + 0.9 * 1.5, 0.5, -1.0 + 0.9 * -1.0]))
+    # with entropy backup (alpha = 0.1): next_v = min_q - 0.1 * logp = [1.6, 2.8, -1.05]
+    t = compute_target_q(reward, terminated, next_q, 0.9, next_logp, 0.1, backup_entropy=True)
+    torch.testing.assert_close(t, torch.tensor([2.44, 0.5, -1.945]))
+    # bool terminal mask works too
+    t2 = compute_target_q(reward, terminated.bool(), next_q, 0.9, next_logp, 0.1, backup_entropy=True)
+    torch.testing.assert_close(t, t2)
+
+
+def test_agent_target_matches_manual_subset_min():
+    rng = np.random.default_rng(0)
+    agent = SACAgent({"state": (3,)}, 2, small_cfg(gamma=0.8, num_critics=5, critic_subsample=3), seed=1)
+    batch = state_batch(rng)
+    gen_state = agent.generator.get_state()
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        g.set_state(gen_state)
+        noise = torch.randn(32, 2, generator=g)  # same draw order as SACAgent.update
+        idx = subsample_indices(g, 5, 3)
+        s2 = torch.as_tensor(batch["next_obs"]["state"])
+        a2, _ = agent.actor.sample(s2, noise)
+        all_q = agent.target_critic(s2, a2)  # [5, B]
+        expected = torch.as_tensor(batch["reward"]) + 0.8 * (
+            1 - torch.as_tensor(batch["terminated"]).float()
+        ) * all_q[idx].min(0).values
+    m = agent.update(batch)
+    assert m["target_q"] == pytest.approx(expected.mean().item(), rel=1e-5, abs=1e-6)
+    assert len(set(idx.tolist())) == 3
+
+
+def test_subsample_indices_without_replacement_uniform():
+    g = torch.Generator().manual_seed(0)
+    counts = np.zeros(10)
+    draws = 5000
+    for _ in range(draws):
+        idx = subsample_indices(g, 10, 2).tolist()
+        assert len(idx) == 2 and len(set(idx)) == 2
+        assert all(0 <= i < 10 for i in idx)
+        counts[idx] += 1
+    expected = draws * 2 / 10
+    assert counts.min() > 0
+    assert np.all(np.abs(counts - expected) < 0.1 * expected), counts
+    assert subsample_indices(g, 10, None).tolist() == list(range(10))
+    idx = subsample_indices(g, 7, 7).tolist()
+    assert sorted(idx) == list(range(7))
+
+
+def test_critic_ensemble_is_batched_and_matches_per_member():
+    torch.manual_seed(0)
+    ens = CriticEnsemble(5, 2, num_critics=3, hidden_dims=(16, 8))
+    x, a = torch.randn(4, 5), torch.randn(4, 2)
+    q = ens(x, a)
+    assert q.shape == (3, 4)
+    F = torch.nn.functional
+    for n in range(3):
+        h = torch.cat([x, a], -1)
+        for layer, norm in zip(ens.layers, ens.norms):
+            h = h @ layer.weight[n] + layer.bias[n, 0]
+            h = F.layer_norm(h, (h.shape[-1],), norm.weight[n, 0], norm.bias[n, 0])
+            h = torch.relu(h)
+        qn = (h @ ens.out.weight[n] + ens.out.bias[n, 0]).squeeze(-1)
+        torch.testing.assert_close(q[n], qn)
+    idx = torch.tensor([2, 0])
+    torch.testing.assert_close(ens(x, a, idx), q[idx])
+    # every parameter is a single stacked tensor with the ensemble dim first
+    assert all(p.shape[0] == 3 for p in ens.parameters())
+
+
+def test_tanh_gaussian_log_prob_correction():
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(3, 1, hidden_dims=(8,))
+    feat = torch.randn(1, 3)
+    mean, log_std = actor(feat)
+    noise = torch.randn(20000, 1)
+    a, logp = actor.squash_and_log_prob(mean.expand(20000, 1), log_std.expand(20000, 1), noise)
+    assert a.abs().max() < 1
+    # change of variables: p_a(a) = N(u) / (1 - tanh(u)^2)
+    u = torch.atanh(a.clamp(-0.999999, 0.999999))
+    ref = torch.distributions.Normal(mean, log_std.exp()).log_prob(u).sum(-1) - torch.log1p(-a.pow(2) + 1e-12).sum(-1)
+    torch.testing.assert_close(logp, ref, atol=2e-3, rtol=1e-3)
+
+
+# ---------------------------------------------------------------------------
+# schedule / temperature
+# ---------------------------------------------------------------------------
+
+
+def test_update_many_counts():
+    rng = np.random.default_rng(0)
+    agent = SACAgent({"state": (3,)}, 2, small_cfg(utd_ratio=4))
+    sample = lambda: state_batch(rng)  # noqa: E731
+    m = agent.update_many(sample)
+    assert (agent.critic_steps, agent.actor_steps) == (4, 1)
+    assert m["critic_steps"] == 4 and m["actor_steps"] == 1
+    agent.update_many(sample, 10)
+    assert (agent.critic_steps, agent.actor_steps) == (14, 3)  # actor at critic steps 4, 8, 12
+    # optimizers really stepped that many times
+    assert int(agent.critic_opt.state_dict()["state"][0]["step"]) == 14
+    assert int(agent.actor_opt.state_dict()["state"][0]["step"]) == 3
+    assert int(agent.temp_opt.state_dict()["state"][0]["step"]) == 3
+
+    agent = SACAgent({"state": (3,)}, 2, small_cfg(utd_ratio=8, actor_update_every=2))
+    agent.update_many(sample, 8)
+    assert (agent.critic_steps, agent.actor_steps) == (8, 4)
+
+
+def test_temperature_loss_direction():
+    log_alpha = torch.zeros((), requires_grad=True)
+    high_entropy_logp = torch.full((16,), -2.0)  # entropy 2 > target -1
+    temperature_loss(log_alpha, high_entropy_logp, target_entropy=-1.0).backward()
+    assert log_alpha.grad > 0  # gradient descent lowers alpha
+    log_alpha.grad = None
+    temperature_loss(log_alpha, torch.full((16,), 3.0), target_entropy=-1.0).backward()
+    assert log_alpha.grad < 0
+
+
+@pytest.mark.parametrize("target_entropy,direction", [(-8.0, -1), (3.0, +1)])
+def test_temperature_moves_toward_target_entropy(target_entropy, direction):
+    # actor frozen (lr 0): a fixed tanh-Gaussian policy has entropy in (-inf, log 2] for A=1,
+    # i.e. far above -8 (alpha must fall) and below 3 (alpha must rise).
+    rng = np.random.default_rng(0)
+    cfg = small_cfg(actor_lr=0.0, temp_lr=1e-2, target_entropy=target_entropy, utd_ratio=1, init_temperature=0.1)
+    agent = SACAgent({"state": (3,)}, 1, cfg)
+    alphas = [agent.alpha]
+    for _ in range(30):
+        agent.update(state_batch(rng, A=1))
+        alphas.append(agent.alpha)
+    diffs = np.diff(alphas) * direction
+    assert np.all(diffs > 0)
+    assert (alphas[-1] - alphas[0]) * direction > 0.02
+
+
+# ---------------------------------------------------------------------------
+# learning
+# ---------------------------------------------------------------------------
+
+
+def test_sac_learns_1d_bandit():
+    """reward = -|a - 0.5|, one-step episodes: actor mean should converge near 0.5."""
+    rng = np.random.default_rng(0)
+    spec = {"state": (1,)}
+    buf = ReplayBuffer(2000, spec, 1)
+    o = {"state": np.zeros(1, np.float32)}
+    for _ in range(500):  # uniform random prior data
+        a = rng.uniform(-1, 1, 1).astype(np.float32)
+        buf.insert(o, a, -abs(float(a[0]) - 0.5), o, terminated=True)
+    cfg = SACConfig(hidden_dims=(64, 64), num_critics=4, critic_subsample=2, utd_ratio=2, init_temperature=0.05)
+    agent = SACAgent(spec, 1, cfg, seed=0)
+    sample = buf.sample_fn(128, rng)
+    for step in range(300):
+        a = agent.act(o)  # online data from the current policy
+        assert a.shape == (1,) and -1 <= a[0] <= 1
+        buf.insert(o, a, -abs(float(a[0]) - 0.5), o, terminated=True)
+        agent.update_many(sample)
+    a_det = agent.act(o, deterministic=True)
+    assert abs(a_det[0] - 0.5) < 0.1, a_det
+
+
+# ---------------------------------------------------------------------------
+# images
+# ---------------------------------------------------------------------------
+
+
+def _reference_shift(x, dy, dx, pad):
+    p = np.pad(x, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    H, W = x.shape[:2]
+    return p[pad + dy : pad + dy + H, pad + dx : pad + dx + W]
+
+
+def test_drq_random_shift_shifts_within_pad():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (16, 20, 20, 3), dtype=np.uint8)
+    g = torch.Generator().manual_seed(0)
+    out = random_shift(torch.from_numpy(x), pad=4, generator=g)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    out = out.numpy()
+    found = []
+    for b in range(len(x)):
+        matches = [
+            (dy, dx)
+            for dy in range(-4, 5)
+            for dx in range(-4, 5)
+            if np.array_equal(out[b], _reference_shift(x[b], dy, dx, 4))
+        ]
+        assert len(matches) == 1, f"sample {b} is not a replicate-padded shift within pad"
+        found.append(matches[0])
+    assert sum(s != (0, 0) for s in found) >= 12  # it really shifts (P(0,0) = 1/81)
+    assert len(set(found)) > 5
+    # explicit shifts follow the documented convention
+    sh = torch.tensor([[0, 8], [4, 4]])
+    out2 = random_shift(torch.from_numpy(x[:2]), 4, shifts=sh).numpy()
+    np.testing.assert_array_equal(out2[0], _reference_shift(x[0], -4, 4, 4))
+    np.testing.assert_array_equal(out2[1], x[1])
+    # pad 0 disables
+    assert random_shift(torch.from_numpy(x), 0) is not None
+
+
+def test_conv_encoder_pooling_variants():
+    x = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
+    for pooling in ("flatten", "spatial_softmax", "avg"):
+        enc = ConvEncoder((32, 32, 3), filters=(8, 8), strides=(2, 1), pooling=pooling, feature_dim=16)
+        f = enc(x)
+        assert f.shape == (2, 16) and f.abs().max() <= 1.0
+        f.sum().backward()
+        assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
+
+
+def test_image_agent_forward_backward_and_encoder_gets_critic_grads_only():
+    rng = np.random.default_rng(0)
+    cfg = small_cfg(conv_filters=(8, 8), conv_strides=(2, 2), image_feature_dim=16, utd_ratio=1)
+    agent = SACAgent(image_spec(), 3, cfg)
+    batch = image_batch(rng)
+    enc0 = [p.detach().clone() for p in agent.encoder.parameters()]
+    m = agent.update(batch)
+    assert np.isfinite(m["critic_loss"]) and np.isfinite(m["actor_loss"])
+    assert all(not torch.equal(a, b) for a, b in zip(enc0, agent.encoder.parameters()))  # critic trains encoder
+    # actor loss never reaches the encoder (detached features) nor the critic weights
+    for p in list(agent.encoder.parameters()) + list(agent.critic.parameters()) + list(agent.actor.parameters()):
+        p.grad = None
+    agent.actor_loss(batch).backward()
+    assert all(p.grad is None for p in agent.encoder.parameters())
+    assert all(p.grad is None for p in agent.critic.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
+    obs = {k: v[0] for k, v in batch["obs"].items()}
+    a = agent.act(obs)
+    assert a.shape == (3,) and np.all(np.abs(a) <= 1)
+    assert np.allclose(agent.act(obs, deterministic=True), agent.act(obs, deterministic=True))
+
+
+def test_pretrained_trunk_and_cached_features(tmp_path):
+    trunk = PretrainedTrunk("resnet18", weights=None)
+    assert trunk.out_dim == 512 and not any(p.requires_grad for p in trunk.parameters())
+    x = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
+    f = trunk(x)
+    assert f.shape == (2, 512)
+    # local state_dict file path is loaded through the same code path
+    path = tmp_path / "r18.pt"
+    torch.save(trunk.model.state_dict(), path)
+    trunk2 = PretrainedTrunk("resnet18", weights=str(path))
+    torch.testing.assert_close(trunk2(x), f)
+    torch.testing.assert_close(PretrainedTrunk(str(path))(x), f)
+
+    rng = np.random.default_rng(0)
+    spec = image_spec(32)
+    cfg = small_cfg(image_encoder="pretrained", image_feature_dim=16, utd_ratio=1)
+    agent = SACAgent(spec, 3, cfg)
+    buf = ReplayBuffer(20, spec, 3, obs_transforms=agent.replay_transforms())
+    assert buf.storage_spec["front"] == ((512,), np.dtype(np.float16))
+    b = image_batch(rng, B=6, size=32)
+    for i in range(6):
+        buf.insert({k: v[i] for k, v in b["obs"].items()}, b["action"][i], 0.0,
+                   {k: v[i] for k, v in b["next_obs"].items()}, terminated=True)
+    cached = buf.get(buf.valid_ids())["obs"]["front"][0].astype(np.float32)
+    ref = agent.trunk(torch.from_numpy(b["obs"]["front"][:1]))[0].numpy()
+    np.testing.assert_allclose(cached, ref, rtol=1e-2, atol=1e-2)
+    m = agent.update(buf.sample(8, rng))
+    assert np.isfinite(m["critic_loss"])
+    assert agent.act({k: v[0] for k, v in b["obs"].items()}).shape == (3,)  # raw images at act time
+
+
+# ---------------------------------------------------------------------------
+# grasp critic
+# ---------------------------------------------------------------------------
+
+
+def test_double_dqn_target_hand_computed():
+    reward = torch.tensor([1.0, 0.0, 2.0])
+    terminated = torch.tensor([0.0, 1.0, 0.0])
+    q_online = torch.tensor([[1.0, 3.0, 2.0], [5.0, 0.0, 1.0], [0.0, 0.0, 9.0]])  # argmax: 1, 0, 2
+    q_target = torch.tensor([[10.0, 20.0, 30.0], [7.0, 8.0, 9.0], [1.0, 2.0, -3.0]])
+    penalty = torch.tensor([-0.02, 0.0, -0.02])
+    t = double_dqn_target(reward, terminated, q_online, q_target, 0.9, penalty)
+    # [1 - 0.02 + 0.9*20, 0 (terminal), 2 - 0.02 + 0.9*(-3)]  (target value at the ONLINE argmax)
+    torch.testing.assert_close(t, torch.tensor([18.98, 0.0, -0.72]))
+
+
+def test_grasp_index_mapping():
+    a = torch.tensor([-1.0, -0.7, -0.2, 0.0, 0.4, 0.6, 1.0, 3.0])
+    np.testing.assert_array_equal(grasp_action_to_index(a).numpy(), [0, 0, 1, 1, 1, 2, 2, 2])
+    assert (GRASP_CLOSE, GRASP_STAY, GRASP_OPEN) == (0, 1, 2)
+    np.testing.assert_array_equal(grasp_index_to_action(np.array([0, 1, 2])), [-1.0, 0.0, 1.0])
+    assert GripperCritic(4, (8,))(torch.randn(5, 4)).shape == (5, 3)
+
+
+def test_grasp_critic_agent_learns_gripper_command():
+    """Arm dims continuous, gripper from argmax of the grasp critic; reward favours 'close'."""
+    rng = np.random.default_rng(0)
+    spec = {"state": (2,)}
+    cfg = small_cfg(grasp_critic=True, utd_ratio=1, hidden_dims=(32, 32))
+    agent = SACAgent(spec, 3, cfg)
+    assert agent.arm_dim == 2 and agent.actor.action_dim == 2 and agent.target_entropy == -1.0
+    B = 64
+
+    def sample():
+        g = rng.integers(-1, 2, B).astype(np.float32)
+        arm = rng.uniform(-1, 1, (B, 2)).astype(np.float32)
+        return {
+            "obs": {"state": np.zeros((B, 2), np.float32)},
+            "next_obs": {"state": np.zeros((B, 2), np.float32)},
+            "action": np.concatenate([arm, g[:, None]], 1),
+            "reward": (g == -1).astype(np.float32),
+            "terminated": np.ones(B, bool),
+        }
+
+    m = agent.update_many(sample, 150)
+    assert "grasp_loss" in m and np.isfinite(m["grasp_loss"])
+    a = agent.act({"state": np.zeros(2, np.float32)}, deterministic=True)
+    assert a.shape == (3,) and a[-1] == -1.0
+    with torch.no_grad():
+        q = agent.grasp(torch.zeros(1, 2))[0]
+    # Q(close) ~ 1 - 0.02, Q(stay) ~ 0, Q(open) ~ -0.02
+    assert q[GRASP_CLOSE] > 0.8 and abs(q[GRASP_STAY]) < 0.2 and q[GRASP_OPEN] < q[GRASP_STAY] + 0.1
+
+
+# ---------------------------------------------------------------------------
+# checkpointing
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("images", [False, True])
+def test_state_dict_roundtrip_identical_continuation(images):
+    rng = np.random.default_rng(0)
+    if images:
+        spec, A = image_spec(16), 3
+        cfg = small_cfg(conv_filters=(4,), conv_strides=(2,), image_feature_dim=8, utd_ratio=2, grasp_critic=True)
+        batches = [image_batch(rng, B=8, size=16) for _ in range(6)]
+    else:
+        spec, A = {"state": (3,)}, 2
+        cfg = small_cfg(utd_ratio=2, backup_entropy=True)
+        batches = [state_batch(rng) for _ in range(6)]
+    a = SACAgent(spec, A, cfg, seed=0)
+    for b in batches[:3]:
+        a.update(b)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b_agent = SACAgent(spec, A, cfg, seed=123)  # different init + RNG, fully overwritten by the load
+    b_agent.load_state_dict(torch.load(buf, weights_only=True))
+    assert (b_agent.critic_steps, b_agent.actor_steps) == (a.critic_steps, a.actor_steps)
+    obs = {k: v[0] for k, v in batches[0]["obs"].items()}
+    for bt in batches[3:]:
+        ma, mb = a.update(bt), b_agent.update(bt)
+        assert ma == mb
+        np.testing.assert_array_equal(a.act(obs), b_agent.act(obs))
+    for k, m in a._modules().items():
+        for (n1, p1), (n2, p2) in zip(m.state_dict().items(), b_agent._modules()[k].state_dict().items()):
+            assert n1 == n2 and torch.equal(p1, p2), (k, n1)
+    assert a.alpha == b_agent.alpha
+
+
+def test_config_defaults_and_from_dict():
+    c = SACConfig()
+    assert c.num_critics == 10 and c.critic_subsample == 2 and c.hidden_dims == (256, 256)
+    assert c.gamma == 0.97 and c.tau == 0.005 and c.actor_lr == c.critic_lr == c.temp_lr == 3e-4
+    assert c.batch_size == 256 and c.demo_ratio == 0.5 and c.drq_pad == 4 and c.compile is False
+    c2 = SACConfig.from_dict({"hidden_dims": [64, 64], "num_critics": 3})
+    assert c2.hidden_dims == (64, 64)
+    with pytest.raises(ValueError):
+        SACConfig.from_dict({"nope": 1})
+    with pytest.raises(ValueError):
+        SACConfig(num_critics=2, critic_subsample=3)
+    agent = SACAgent({"state": (5,)}, 4, SACConfig(hidden_dims=(16,)))
+    assert agent.target_entropy == -2.0 and agent.actor_update_every == c.utd_ratio
+    assert math.isclose(agent.alpha, c.init_temperature, rel_tol=1e-6)
