@@ -1,0 +1,70 @@
+"""Run metrics: metrics.jsonl (always), TensorBoard events (when installed), learning curve PNG."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "metrics.jsonl"
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        except ImportError:  # tensorboard is optional
+            self.tb = None
+
+    def log(self, kind: str, step: int, **values) -> None:
+        row = {"kind": kind, "step": int(step), **{k: _plain(v) for k, v in values.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k != "step" and math.isfinite(v):
+                    self.tb.add_scalar(f"{kind}/{k}", v, step)
+
+    def read(self, kind: str | None = None) -> list[dict]:
+        if not self.path.exists():
+            return []
+        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return [r for r in rows if kind is None or r["kind"] == kind]
+
+    def truncate_after(self, step: int) -> None:
+        """On resume: drop rows logged after the checkpoint so the log matches the state."""
+        rows = [r for r in self.read() if r["step"] <= step]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp.replace(self.path)
+
+    def plot_curve(self) -> Path | None:
+        evals = self.read("eval")
+        if not evals:
+            return None
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+        ax.plot([r["step"] for r in evals], [r["success_rate"] for r in evals], marker="o")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval success rate")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.set_title(self.run_dir.name)
+        fig.tight_layout()
+        out = self.run_dir / "learning_curve.png"
+        fig.savefig(out)
+        plt.close(fig)
+        return out
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _plain(v):
+    try:
+        return float(v) if not isinstance(v, (bool, int, str, type(None), list, dict)) else v
+    except (TypeError, ValueError):
+        return str(v)

@@ -1,0 +1,301 @@
+"""Single-process SERL-style training: SAC + RLPD (+ DrQ for images) on one gymnasium env.
+
+`runs/<name>/` gets the resolved `config.yaml`, `checkpoints/`, `metrics.jsonl`, TensorBoard
+events, evaluation videos and `learning_curve.png`. Resume is exact: replay buffers, networks,
+optimizers, counters and every RNG come back from the last good checkpoint, the env starts a
+fresh episode, and the step counter continues, so each env step is stored exactly once.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from robot_rl import config as cfgmod
+from robot_rl.agents.sac import SACConfig
+
+
+@dataclass
+class EnvConfig:
+    id: str = "robot_rl/PandaPickCube-v0"
+    kwargs: dict = field(default_factory=dict)   # passed to gymnasium.make
+
+
+@dataclass
+class DemoConfig:
+    dataset: Optional[str] = None    # LeRobotDataset path; None: record scripted demos (sim)
+    scripted_episodes: int = 20
+    scripted_noise: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    total_env_steps: int = 10_000
+    warmup_steps: int = 100          # env steps before the first update
+    random_steps: int = 0            # uniform random actions at the start
+    replay_capacity: int = 200_000
+    eval_every: int = 1_000
+    eval_episodes: int = 20
+    eval_seed: int = 1_000_000       # held-out seeds: eval_seed + i
+    checkpoint_every: int = 1_000
+    video: bool = True               # mp4 of the first episode of every evaluation
+    stop_at_success: Optional[float] = None  # end early once eval success >= this
+    torch_threads: int = 2
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    seed: int = 0
+    runs_dir: str = "runs"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: SACConfig = field(default_factory=SACConfig)
+    demos: DemoConfig = field(default_factory=DemoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
+    return cfgmod.load(RunConfig, path, overrides)
+
+
+def make_env(cfg: RunConfig):
+    import gymnasium as gym
+
+    import robot_rl  # noqa: F401  (registers ids)
+    return gym.make(cfg.env.id, **cfg.env.kwargs)
+
+
+def evaluate(agent, env, episodes: int, seed: int, video_path: Path | None = None,
+             progress: bool = False) -> dict:
+    """Deterministic policy on held-out seeds. Returns success rate, mean return and length."""
+    from robot_rl.video import env_frame, write_mp4
+    successes, returns, lengths, frames = [], [], [], []
+    it = range(episodes)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc="eval", unit="ep", leave=False)
+    for i in it:
+        obs, _ = env.reset(seed=seed + i)
+        record = video_path is not None and i == 0
+        if record:
+            frames.append(env_frame(env))
+        done, ret, n = False, 0.0, 0
+        while not done:
+            obs, r, term, trunc, info = env.step(agent.act(obs, deterministic=True))
+            ret, n, done = ret + r, n + 1, term or trunc
+            if record:
+                frames.append(env_frame(env))
+        successes.append(bool(info["is_success"]))
+        returns.append(ret)
+        lengths.append(n)
+    if video_path is not None and frames:
+        write_mp4(video_path, frames, fps=10)
+    return {"success_rate": float(np.mean(successes)), "return": float(np.mean(returns)),
+            "length": float(np.mean(lengths)), "episodes": episodes}
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: Path | None = None, resume: bool = False,
+                 progress: bool = True):
+        import torch
+
+        from robot_rl.agents.sac import SACAgent
+        from robot_rl.data.replay import MixedSampler, ReplayBuffer
+        from robot_rl.metrics import MetricsLogger
+        self.cfg = cfg
+        self.run_dir = Path(run_dir or Path(cfg.runs_dir) / cfg.name)
+        if not resume and (self.run_dir / "checkpoints").exists() and \
+                any((self.run_dir / "checkpoints").glob("step_*")):
+            raise FileExistsError(f"{self.run_dir} already has checkpoints: resume it with "
+                                  f"`robot-rl train --resume {self.run_dir}` or pick another name")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfgmod.save(cfg, self.run_dir / "config.yaml")
+        torch.set_num_threads(cfg.train.torch_threads)
+        self.progress = progress
+        self.env, self.eval_env = make_env(cfg), make_env(cfg)
+        obs_space, act_dim = self.env.observation_space, self.env.action_space.shape[0]
+        self.agent = SACAgent(obs_space, act_dim, cfg.agent, seed=cfg.seed)
+        transforms = self.agent.replay_transforms()
+        self.online = ReplayBuffer(cfg.train.replay_capacity, obs_space, act_dim,
+                                   obs_transforms=transforms)
+        self.demo = ReplayBuffer(cfg.train.replay_capacity, obs_space, act_dim,
+                                 obs_transforms=transforms, is_demo=True)
+        self.sampler = MixedSampler(self.demo, self.online, cfg.agent.demo_ratio)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.step = self.episode = 0
+        self.recent = deque(maxlen=20)  # (success, intervention fraction) of recent episodes
+        self.last_eval: float | None = None
+        self.elapsed = 0.0
+        self.metrics = MetricsLogger(self.run_dir)
+        if resume:
+            self._restore()
+        else:
+            self._load_demos()
+
+    # ---- demos --------------------------------------------------------------------------
+    def _load_demos(self) -> None:
+        from robot_rl.data.episodes import iter_transitions
+        from robot_rl.data.lerobot import LeRobotDataset
+        d = self.cfg.demos
+        path = d.dataset
+        if path is None and d.scripted_episodes > 0:
+            from robot_rl.demos import collect_scripted_demos
+            path = str(self.run_dir / "demos")
+            if not (Path(path) / "meta" / "info.json").exists():
+                collect_scripted_demos(self.cfg.env.id, d.scripted_episodes, path,
+                                       seed=self.cfg.seed * 7919 + 500_000,
+                                       noise=d.scripted_noise, only_success=True)
+        if path is None:
+            return
+        keys = list(self.env.observation_space.spaces)
+        for t in iter_transitions(LeRobotDataset(path), keys):
+            self.demo.insert(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
+                             t["truncated"], intervention=t["intervention"], is_demo=True)
+        print(f"loaded {len(self.demo)} demo transitions from {path}")
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def save(self) -> Path:
+        import torch
+
+        from robot_rl.checkpoint import save_checkpoint
+        state = {"step": self.step, "episode": self.episode, "rng": self.rng.bit_generator.state,
+                 "recent": list(self.recent), "last_eval": self.last_eval,
+                 "elapsed": self.elapsed}
+        return save_checkpoint(self.run_dir / "checkpoints", self.step, {
+            "agent.pt": lambda p: torch.save(self.agent.state_dict(), p),
+            "replay_online.npz": self.online.save,
+            "replay_demo.npz": self.demo.save,
+            "trainer.json": lambda p: p.write_text(json.dumps(state)),
+        })
+
+    def _restore(self) -> None:
+        import torch
+
+        from robot_rl.checkpoint import latest_good
+        ckpt = latest_good(self.run_dir / "checkpoints")
+        if ckpt is None:
+            raise FileNotFoundError(f"no usable checkpoint under {self.run_dir / 'checkpoints'}")
+        self.agent.load_state_dict(torch.load(ckpt / "agent.pt", weights_only=False))
+        self.online.load(ckpt / "replay_online.npz")
+        self.demo.load(ckpt / "replay_demo.npz")
+        state = json.loads((ckpt / "trainer.json").read_text())
+        self.step, self.episode = state["step"], state["episode"]
+        self.rng.bit_generator.state = state["rng"]
+        self.recent.extend(tuple(x) for x in state["recent"])
+        self.last_eval, self.elapsed = state["last_eval"], state["elapsed"]
+        self.metrics.truncate_after(self.step)
+        print(f"resumed {self.run_dir} from {ckpt.name} (step {self.step})")
+
+    # ---- loop ---------------------------------------------------------------------------
+    def _episode_seed(self) -> int:
+        return self.cfg.seed * 100_003 + self.episode
+
+    def run(self) -> dict:
+        from tqdm import tqdm
+        c = self.cfg.train
+        env, agent = self.env, self.agent
+        sample = self.sampler.sample_fn(self.cfg.agent.batch_size, self.rng)
+        obs, _ = env.reset(seed=self._episode_seed())
+        ep_return, ep_len, ep_interventions = 0.0, 0, 0
+        bar = tqdm(total=c.total_env_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=not self.progress, desc=self.cfg.name)
+        t_last, updates_since, t_start = time.perf_counter(), 0, time.perf_counter() - self.elapsed
+        upd_rate = 0.0
+        try:
+            while self.step < c.total_env_steps:
+                if self.step < c.random_steps:
+                    action = self.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+                else:
+                    action = agent.act(obs)
+                next_obs, reward, term, trunc, info = env.step(action)
+                executed = info.get("intervene_action", info.get("action", action))
+                self.online.insert(obs, executed, reward, next_obs, term, trunc, info)
+                if info.get("intervention"):  # HIL-SERL: human corrections also go to the demos
+                    self.demo.insert(obs, executed, reward, next_obs, term, trunc, info,
+                                     intervention=True, is_demo=True)
+                    ep_interventions += 1
+                self.step += 1
+                ep_return += reward
+                ep_len += 1
+                obs = next_obs
+                if self.step > c.warmup_steps:
+                    agent.update_many(sample)
+                    updates_since += self.cfg.agent.utd_ratio
+                if term or trunc:
+                    self.recent.append((bool(info["is_success"]), ep_interventions / ep_len))
+                    self.metrics.log("episode", self.step, episode=self.episode,
+                                     success=bool(info["is_success"]), episode_return=ep_return,
+                                     length=ep_len, intervention_rate=ep_interventions / ep_len)
+                    self.episode += 1
+                    obs, _ = env.reset(seed=self._episode_seed())
+                    ep_return, ep_len, ep_interventions = 0.0, 0, 0
+                now = time.perf_counter()
+                if now - t_last > 2.0:
+                    upd_rate = updates_since / (now - t_last)
+                    t_last, updates_since = now, 0
+                    self.metrics.log("train", self.step, updates_per_s=upd_rate,
+                                     critic_steps=agent.critic_steps, alpha=agent.alpha)
+                bar.update(1)
+                if self.step % 10 == 0:
+                    rs = list(self.recent)
+                    bar.set_postfix(ep=self.episode,
+                                    succ=f"{np.mean([s for s, _ in rs]):.2f}" if rs else "-",
+                                    eval="-" if self.last_eval is None else f"{self.last_eval:.2f}",
+                                    upd_s=f"{upd_rate:.0f}",
+                                    interv=f"{np.mean([i for _, i in rs]):.2f}" if rs else "-",
+                                    refresh=False)
+                self.elapsed = time.perf_counter() - t_start
+                stop = False
+                if self.step % c.eval_every == 0 or self.step == c.total_env_steps:
+                    stop = self._evaluate()
+                if self.step % c.checkpoint_every == 0 or self.step == c.total_env_steps or stop:
+                    self.save()
+                if stop:
+                    break
+        finally:
+            bar.close()
+            self.metrics.plot_curve()
+        return {"step": self.step, "episodes": self.episode, "eval_success": self.last_eval,
+                "wall_clock_s": self.elapsed, "run_dir": str(self.run_dir)}
+
+    def _evaluate(self) -> bool:
+        c = self.cfg.train
+        video = (self.run_dir / "videos" / f"eval_step_{self.step:09d}.mp4") if c.video else None
+        res = evaluate(self.agent, self.eval_env, c.eval_episodes, c.eval_seed, video)
+        self.last_eval = res["success_rate"]
+        self.metrics.log("eval", self.step, wall_clock_s=self.elapsed, **res)
+        self.metrics.plot_curve()
+        return c.stop_at_success is not None and res["success_rate"] >= c.stop_at_success
+
+
+def train(cfg: RunConfig, progress: bool = True) -> dict:
+    return Trainer(cfg, progress=progress).run()
+
+
+def resume(run_dir: str | Path, progress: bool = True, overrides: list[str] = ()) -> dict:
+    run_dir = Path(run_dir)
+    cfg = load_config(str(run_dir / "config.yaml"), overrides)
+    return Trainer(cfg, run_dir=run_dir, resume=True, progress=progress).run()
+
+
+def load_policy(run_dir: str | Path):
+    """The agent of a run's latest good checkpoint, plus its config."""
+    import torch
+
+    from robot_rl.agents.sac import SACAgent
+    from robot_rl.checkpoint import latest_good
+    run_dir = Path(run_dir)
+    cfg = load_config(str(run_dir / "config.yaml"))
+    ckpt = latest_good(run_dir / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"no usable checkpoint under {run_dir / 'checkpoints'}")
+    env = make_env(cfg)
+    agent = SACAgent(env.observation_space, env.action_space.shape[0], cfg.agent, seed=cfg.seed)
+    agent.load_state_dict(torch.load(ckpt / "agent.pt", weights_only=False))
+    env.close()
+    return agent, cfg

@@ -1,0 +1,31 @@
+import pytest
+
+from robot_rl.config import ConfigError
+from robot_rl.train import RunConfig, load_config
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+    configs = sorted(Path(__file__).parents[2].joinpath("config").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        assert isinstance(load_config(str(path)), RunConfig)
+
+
+def test_wrong_key_names_key_and_valid_ones(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("agent: {num_critic: 4}\n")
+    with pytest.raises(ConfigError, match=r"unknown config key agent\.'num_critic'.*num_critics"):
+        load_config(str(p))
+    with pytest.raises(ConfigError, match=r"unknown config key 'trian'.*train"):
+        load_config(None, ["trian.total_env_steps=5"])
+
+
+def test_wrong_type_and_overrides():
+    with pytest.raises(ConfigError, match=r"train\.total_env_steps: expected an integer"):
+        load_config(None, ["train.total_env_steps=lots"])
+    cfg = load_config(None, ["agent.hidden_dims=[64, 64]", "seed=3", "env.kwargs={reward_type: dense}"])
+    assert cfg.agent.hidden_dims == (64, 64) and cfg.seed == 3
+    assert cfg.env.kwargs == {"reward_type": "dense"}
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("/nonexistent.yaml")
