@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--gym-hil-python", help="a Python with gym-hil installed (default: this one, "
                                             "then ./.venv-gymhil/bin/python)")
     b.set_defaults(func=_cmd_bench)
+
+    from robot_rl.collect import add_cli  # collect / replay (teleoperation)
+    add_cli(sub)
     return p
 
 

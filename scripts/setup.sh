@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 EXTRAS="${1:-learn}"
 
 # OpenGL for offscreen MuJoCo (EGL, OSMesa fallback), a C compiler for the substep kernel,
-# libusb/hidapi for RealSense cameras and SpaceMice.
-DEBS="libegl1 libgl1 libgles2 libosmesa6 libglib2.0-0 gcc libusb-1.0-0 libhidapi-hidraw0"
+# libusb/hidapi for RealSense cameras and SpaceMice, Xvfb for the keyboard-teleop tests.
+DEBS="libegl1 libgl1 libgles2 libosmesa6 libglib2.0-0 gcc libusb-1.0-0 libhidapi-hidraw0 xvfb"
 missing=""
 for p in $DEBS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

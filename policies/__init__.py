@@ -1,0 +1,1 @@
+"""Policy protocol, adapters for external policies, value-guided steering."""

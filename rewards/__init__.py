@@ -1,0 +1,1 @@
+"""Reward models and the env wrapper that applies them (see issue: reward modules)."""
