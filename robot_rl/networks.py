@@ -485,6 +485,14 @@ class ObservationEncoder(nn.Module):
         self.image_encoders = nn.ModuleDict()
         self._trunk = [trunk]  # plain list: not a registered submodule
         dim = sum(spec[k][0][0] for k in self.vector_keys)
+        # Frozen per-key normalization of vector inputs (set from data by set_normalization).
+        # Robot states are metres and radians of a few cm: unnormalized, the critic cannot tell
+        # states apart and its values flatten out (measured: Q nearly state-independent on a
+        # point-reach task until the inputs were scaled to unit range).
+        for k in self.vector_keys:
+            n = spec[k][0][0]
+            self.register_buffer(f"mean_{k}", torch.zeros(n))
+            self.register_buffer(f"std_{k}", torch.ones(n))
         for k in self.image_keys:
             if encoder_type == "conv":
                 enc = ConvEncoder(spec[k][0], conv_filters, conv_strides, pooling=conv_pooling, feature_dim=feature_dim)
@@ -511,7 +519,18 @@ class ObservationEncoder(nn.Module):
             x = x.float()
         return self.image_encoders[key](x)
 
+    @torch.no_grad()
+    def set_normalization(self, stats: Mapping[str, Tuple[np.ndarray, np.ndarray]],
+                          min_std: float = 1e-2) -> None:
+        """stats: key -> (mean, std) of that vector input. `min_std` keeps near-constant
+        inputs (e.g. a fixed orientation) from being blown up into noise."""
+        for k, (mean, std) in stats.items():
+            if k in self.vector_keys:
+                getattr(self, f"mean_{k}").copy_(torch.as_tensor(mean, dtype=torch.float32))
+                getattr(self, f"std_{k}").copy_(torch.as_tensor(np.maximum(std, min_std), dtype=torch.float32))
+
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        parts = [obs[k].float() for k in self.vector_keys]
+        parts = [(obs[k].float() - getattr(self, f"mean_{k}")) / getattr(self, f"std_{k}")
+                 for k in self.vector_keys]
         parts += [self.encode_image(k, obs[k]) for k in self.image_keys]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)

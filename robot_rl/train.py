@@ -24,6 +24,9 @@ from robot_rl.agents.sac import SACConfig
 class EnvConfig:
     id: str = "robot_rl/PandaPickCube-v0"
     kwargs: dict = field(default_factory=dict)   # passed to gymnasium.make
+    teleop: Optional[str] = None                 # spacemouse | keyboard | gamepad: human interventions
+    teleop_kwargs: dict = field(default_factory=dict)
+    record_interventions: Optional[str] = None   # LeRobotDataset dir for every training episode
 
 
 @dataclass
@@ -45,6 +48,7 @@ class TrainConfig:
     checkpoint_every: int = 1_000
     video: bool = True               # mp4 of the first episode of every evaluation
     stop_at_success: Optional[float] = None  # end early once eval success >= this
+    normalize_obs: bool = True       # freeze input normalization from demos + warm-up data
     torch_threads: int = 2
 
 
@@ -63,11 +67,23 @@ def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
     return cfgmod.load(RunConfig, path, overrides)
 
 
-def make_env(cfg: RunConfig):
+def make_env(cfg: RunConfig, teleop: bool = True):
+    """The configured env; with `teleop`, wrapped so a human can take over (training only:
+    evaluation never opens the device)."""
     import gymnasium as gym
 
     import robot_rl  # noqa: F401  (registers ids)
-    return gym.make(cfg.env.id, **cfg.env.kwargs)
+    env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    if teleop and cfg.env.teleop:
+        from robot_rl.hardware.intervention import InterventionWrapper
+        from robot_rl.hardware.teleop import make_teleop
+        device = make_teleop(cfg.env.teleop, **cfg.env.teleop_kwargs)
+        recorder = None
+        if cfg.env.record_interventions:
+            from robot_rl.collect import EpisodeRecorder
+            recorder = EpisodeRecorder(cfg.env.record_interventions, env, env_id=cfg.env.id)
+        env = InterventionWrapper(env, device, recorder=recorder)
+    return env
 
 
 def evaluate(agent, env, episodes: int, seed: int, video_path: Path | None = None,
@@ -117,7 +133,7 @@ class Trainer:
         cfgmod.save(cfg, self.run_dir / "config.yaml")
         torch.set_num_threads(cfg.train.torch_threads)
         self.progress = progress
-        self.env, self.eval_env = make_env(cfg), make_env(cfg)
+        self.env, self.eval_env = make_env(cfg), make_env(cfg, teleop=False)
         obs_space, act_dim = self.env.observation_space, self.env.action_space.shape[0]
         self.agent = SACAgent(obs_space, act_dim, cfg.agent, seed=cfg.seed)
         transforms = self.agent.replay_transforms()
@@ -130,6 +146,7 @@ class Trainer:
         self.step = self.episode = 0
         self.recent = deque(maxlen=20)  # (success, intervention fraction) of recent episodes
         self.last_eval: float | None = None
+        self.normalized = False
         self.elapsed = 0.0
         self.metrics = MetricsLogger(self.run_dir)
         if resume:
@@ -165,7 +182,7 @@ class Trainer:
         from robot_rl.checkpoint import save_checkpoint
         state = {"step": self.step, "episode": self.episode, "rng": self.rng.bit_generator.state,
                  "recent": list(self.recent), "last_eval": self.last_eval,
-                 "elapsed": self.elapsed}
+                 "elapsed": self.elapsed, "normalized": self.normalized}
         return save_checkpoint(self.run_dir / "checkpoints", self.step, {
             "agent.pt": lambda p: torch.save(self.agent.state_dict(), p),
             "replay_online.npz": self.online.save,
@@ -188,6 +205,7 @@ class Trainer:
         self.rng.bit_generator.state = state["rng"]
         self.recent.extend(tuple(x) for x in state["recent"])
         self.last_eval, self.elapsed = state["last_eval"], state["elapsed"]
+        self.normalized = state["normalized"]
         self.metrics.truncate_after(self.step)
         print(f"resumed {self.run_dir} from {ckpt.name} (step {self.step})")
 
@@ -224,6 +242,8 @@ class Trainer:
                 ep_len += 1
                 obs = next_obs
                 if self.step > c.warmup_steps:
+                    if c.normalize_obs and not self.normalized:
+                        self._freeze_normalization()
                     agent.update_many(sample)
                     updates_since += self.cfg.agent.utd_ratio
                 if term or trunc:
@@ -232,6 +252,11 @@ class Trainer:
                                      success=bool(info["is_success"]), episode_return=ep_return,
                                      length=ep_len, intervention_rate=ep_interventions / ep_len)
                     self.episode += 1
+                    if info.get("teleop_lost"):
+                        self.save()
+                        print("teleop device lost: checkpoint saved; reconnect it and resume "
+                              f"with `robot-rl train --resume {self.run_dir}`")
+                        break
                     obs, _ = env.reset(seed=self._episode_seed())
                     ep_return, ep_len, ep_interventions = 0.0, 0, 0
                 now = time.perf_counter()
@@ -259,9 +284,16 @@ class Trainer:
                     break
         finally:
             bar.close()
+            self.env.close()  # flushes a recording wrapper's last episode
             self.metrics.plot_curve()
         return {"step": self.step, "episodes": self.episode, "eval_success": self.last_eval,
                 "wall_clock_s": self.elapsed, "run_dir": str(self.run_dir)}
+
+    def _freeze_normalization(self) -> None:
+        keys = self.agent.encoder.vector_keys
+        parts = [b.get(b.valid_ids())["obs"] for b in (self.demo, self.online) if len(b)]
+        self.agent.set_obs_normalization({k: np.concatenate([p[k] for p in parts]) for k in keys})
+        self.normalized = True
 
     def _evaluate(self) -> bool:
         c = self.cfg.train

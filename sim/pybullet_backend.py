@@ -481,7 +481,7 @@ class BulletReach(BulletTask):
         self.settle(0.02)
 
     def env_state(self):
-        return self.goal.copy()
+        return np.concatenate([self.goal, self.goal - self.tcp])
 
     def evaluate(self, env) -> Evaluation:
         d = float(np.linalg.norm(self.tcp - self.goal))
@@ -521,7 +521,7 @@ class BulletPickCube(BulletTask):
         self.settle(0.1)
 
     def env_state(self):
-        return self.cube_pos.copy()
+        return np.concatenate([self.cube_pos, self.cube_pos - self.tcp])
 
     def evaluate(self, env) -> Evaluation:
         cube = self.cube_pos

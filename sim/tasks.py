@@ -14,7 +14,11 @@ TABLE_Z = 0.0
 
 
 class SimTask(TaskBase):
-    """Common reset: fresh physics state, arm teleported to a (randomized) start pose."""
+    """Common reset: fresh physics state, arm teleported to a (randomized) start pose.
+
+    `env_state` (privileged, state-only variants) is the object's position and its offset from
+    the TCP: the offset makes "move toward the object" a near-linear function of the input,
+    which is what a policy has to learn first."""
     start_pos = np.array([0.45, 0.0, 0.22])
     start_noise = np.array([0.03, 0.03, 0.02])
     objects_xml = ""
@@ -67,7 +71,7 @@ class PandaReach(SimTask):
         self.settle(0.02)
 
     def env_state(self):
-        return self.goal.copy()
+        return np.concatenate([self.goal, self.goal - self.tcp])
 
     def evaluate(self, env) -> Evaluation:
         d = float(np.linalg.norm(self.tcp - self.goal))
@@ -107,7 +111,7 @@ class PandaPickCube(SimTask):
         self.settle(0.1)
 
     def env_state(self):
-        return self.cube_pos.copy()
+        return np.concatenate([self.cube_pos, self.cube_pos - self.tcp])
 
     def evaluate(self, env) -> Evaluation:
         lift = float(self.cube_pos[2] - (TABLE_Z + self.half))
@@ -168,7 +172,7 @@ class PandaPegInsert(SimTask):
         self.settle(0.05)
 
     def env_state(self):
-        return self.hole_pos.copy()
+        return np.concatenate([self.hole_pos, self.hole_pos - self.peg_tip])
 
     def evaluate(self, env) -> Evaluation:
         goal = self.hole_pos + [0, 0, self.hole_depth - self.insert_depth]

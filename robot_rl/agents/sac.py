@@ -372,6 +372,16 @@ class SACAgent:
         fn = self.trunk.numpy_transform(dtype)
         return {k: fn for k in self.image_keys}
 
+    def set_obs_normalization(self, obs: Mapping[str, np.ndarray]) -> Dict[str, Any]:
+        """Freeze input normalization to the mean/std of a batch of observations (e.g. the
+        demos plus the warm-up data). Stored in the modules' state, so checkpoints keep it."""
+        stats = {k: (np.asarray(v, np.float64).mean(0), np.asarray(v, np.float64).std(0))
+                 for k, v in obs.items() if k in self.encoder.vector_keys}
+        for enc in (self.encoder, self.target_encoder):
+            if enc is not None:
+                enc.set_normalization(stats)
+        return stats
+
     # ------------------------------------------------------------------ batches
     def _obs_to_tensors(self, obs: Mapping[str, Any], augment: bool) -> Dict[str, torch.Tensor]:
         out = {}
