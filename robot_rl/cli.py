@@ -74,6 +74,13 @@ def _cmd_bench(args) -> int:
         sim.run(steps=args.steps, rounds=args.rounds, json_path=args.json,
                 gym_hil_python=args.gym_hil_python)
         return 0
+    if args.what == "learn":
+        from robot_rl.bench import learn
+        tasks = ["throughput", "replay", "state"] if args.quick else \
+            (args.task.split(",") if args.task else ["throughput", "replay", "state", "vision"])
+        learn.run(tasks, seeds=1 if args.quick else args.seeds, json_path=args.json,
+                  runs_dir=args.runs_dir, overrides=args.overrides)
+        return 0
     raise SystemExit(f"unknown benchmark {args.what!r}")
 
 
@@ -113,10 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")
-    b.add_argument("what", choices=["sim"])
+    b.add_argument("what", choices=["sim", "learn"])
     b.add_argument("--json", help="write the results here")
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--rounds", type=int, default=3)
+    b.add_argument("--seeds", type=int, default=3, help="learn: training seeds")
+    b.add_argument("--task", help="learn: comma list of throughput,replay,state,vision")
+    b.add_argument("--quick", action="store_true", help="learn: throughput, replay, one state seed")
+    b.add_argument("--runs-dir", default="runs/bench", help="learn: where benchmark runs go")
+    b.add_argument("overrides", nargs="*", help="learn: config overrides for the training runs")
     b.add_argument("--gym-hil-python", help="a Python with gym-hil installed (default: this one, "
                                             "then ./.venv-gymhil/bin/python)")
     b.set_defaults(func=_cmd_bench)

@@ -4,4 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh learn
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
-exec .venv/bin/robot-rl rollout --env robot_rl/PandaPickCube-v0 --episodes 3 --video runs/quickstart/rollout.mp4
+if [ -d runs/quickstart/checkpoints ]; then
+  exec .venv/bin/robot-rl train --resume runs/quickstart   # re-running continues the same run
+fi
+exec .venv/bin/robot-rl train config/quickstart.yaml

@@ -67,7 +67,9 @@ class SACConfig:
     activation: str = "relu"
     critic_layer_norm: bool = True
     actor_layer_norm: bool = True
-    num_critics: int = 10
+    # 2 critics x UTD 4 beat 10 x UTD 8 on PandaReach here: 25% vs 5% eval success at 500
+    # steps and ~5x the env steps/s (RLPD's 10 stays available: num_critics=10).
+    num_critics: int = 2
     critic_subsample: Optional[int] = 2  # M target critics for the min; None -> all N
     log_std_min: float = -5.0
     log_std_max: float = 2.0
@@ -87,12 +89,12 @@ class SACConfig:
     temp_lr: float = 3e-4
     gamma: float = 0.97
     tau: float = 0.005
-    init_temperature: float = 0.1
+    init_temperature: float = 0.01  # SERL's value; 0.1 swamps a 0/1 sparse reward
     target_entropy: Optional[float] = None  # None -> -A_cont / 2
     backup_entropy: bool = False
     grad_clip_norm: Optional[float] = None
     # --- schedule / data (used by the training loop; actor_update_every by the agent)
-    utd_ratio: int = 8  # critic updates per env step
+    utd_ratio: int = 4  # critic updates per env step
     actor_update_every: Optional[int] = None  # critic steps per actor step; None -> utd_ratio
     batch_size: int = 256
     demo_ratio: float = 0.5

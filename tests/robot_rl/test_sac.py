@@ -449,7 +449,7 @@ def test_state_dict_roundtrip_identical_continuation(images):
 
 def test_config_defaults_and_from_dict():
     c = SACConfig()
-    assert c.num_critics == 10 and c.critic_subsample == 2 and c.hidden_dims == (256, 256)
+    assert c.num_critics == 2 and c.utd_ratio == 4 and c.init_temperature == 0.01 and c.critic_subsample == 2 and c.hidden_dims == (256, 256)
     assert c.gamma == 0.97 and c.tau == 0.005 and c.actor_lr == c.critic_lr == c.temp_lr == 3e-4
     assert c.batch_size == 256 and c.demo_ratio == 0.5 and c.drq_pad == 4 and c.compile is False
     c2 = SACConfig.from_dict({"hidden_dims": [64, 64], "num_critics": 3})

@@ -1,0 +1,148 @@
+"""`robot-rl bench learn`: sample efficiency, learner throughput vs the matmul ceiling, and
+replay memory, each measured in the same run.
+
+- state:   config/pick_cube.yaml for K seeds; env steps until >= 90% success on 100 held-out
+           seeds (evaluated every 1000 steps), wall-clock, final success.
+- vision:  config/pick_cube_vision.yaml, one seed; env steps until >= 80%.
+- throughput: critic updates/s of the default agent (batch 256) and that rate's FLOP/s as a
+           fraction of a plain fp32 GEMM's FLOP/s on this machine, measured just before.
+- replay:  bytes per stored image transition / raw uint8 bytes of one observation's frames.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+
+def gemm_flops_per_s(n: int = 512, seconds: float = 2.0) -> float:
+    import torch
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(5):
+        a @ b
+    reps, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        a @ b
+        reps += 1
+    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+
+
+def critic_update_flops(agent, batch: int) -> float:
+    """Matmul FLOPs of one critic update (forward + backward ~ 3x forward for trained nets,
+    1x for the target forward and the next-action actor forward)."""
+    def mlp(dims):
+        return sum(2 * batch * i * o for i, o in zip(dims[:-1], dims[1:]))
+    cfg, feat, act = agent.config, agent.encoder.out_dim, agent.arm_dim
+    critic = mlp([feat + act, *cfg.hidden_dims, 1])
+    actor = mlp([feat, *(cfg.actor_hidden_dims or cfg.hidden_dims), 2 * act])
+    m = cfg.critic_subsample or cfg.num_critics
+    return 3 * cfg.num_critics * critic + m * critic + actor
+
+
+def throughput(seconds: float = 20.0, threads: int = 2) -> dict:
+    import gymnasium as gym
+    import torch
+
+    import robot_rl  # noqa: F401
+    from robot_rl.agents.sac import SACAgent
+    from robot_rl.data.replay import ReplayBuffer
+    from robot_rl.train import load_config
+    torch.set_num_threads(threads)
+    cfg = load_config(str(CONFIG_DIR / "pick_cube.yaml"))
+    env = gym.make(cfg.env.id)
+    agent = SACAgent(env.observation_space, env.action_space.shape[0], cfg.agent)
+    buf = ReplayBuffer(5000, env.observation_space, env.action_space.shape[0])
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(1000):
+        a = env.action_space.sample()
+        nxt, r, term, trunc, _ = env.step(a)
+        buf.insert(obs, a, r, nxt, term, trunc)
+        obs = nxt if not (term or trunc) else env.reset()[0]
+    sample = buf.sample_fn(cfg.agent.batch_size, rng)
+    ceiling = gemm_flops_per_s()
+    agent.update_many(sample, 20)  # warm-up
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        agent.update_many(sample, 10)
+        n += 10
+    rate = n / (time.perf_counter() - t)
+    flops = critic_update_flops(agent, cfg.agent.batch_size)
+    return {"critic_updates_per_s": rate, "gemm_flops_per_s": ceiling,
+            "flops_per_critic_update": flops, "matmul_ceiling_fraction": rate * flops / ceiling,
+            "ceiling_updates_per_s": ceiling / flops, "num_critics": cfg.agent.num_critics,
+            "batch_size": cfg.agent.batch_size, "threads": threads}
+
+
+def replay_ratio() -> float:
+    from robot_rl.data.replay import ReplayBuffer
+    spec = {"state": ((14,), np.float32), "front": ((128, 128, 3), np.uint8),
+            "wrist": ((128, 128, 3), np.uint8)}
+    buf = ReplayBuffer(2000, spec, 4)
+    rng = np.random.default_rng(0)
+    for ep in range(40):
+        for t in range(50):
+            o = {"state": rng.normal(size=14).astype(np.float32),
+                 "front": rng.integers(0, 255, (128, 128, 3), dtype=np.uint8),
+                 "wrist": rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)}
+            buf.insert(o, np.zeros(4), 0.0, o, False, t == 49)
+    return buf.bytes_per_transition() / (2 * 128 * 128 * 3)
+
+
+def sample_efficiency(config: str, seeds: list[int], threshold: float, overrides: list[str],
+                      runs_dir: str) -> list[dict]:
+    from robot_rl.train import Trainer, load_config
+    out = []
+    for seed in seeds:
+        cfg = load_config(str(CONFIG_DIR / config),
+                          [f"seed={seed}", f"name={Path(config).stem}_seed{seed}",
+                           f"runs_dir={runs_dir}", "train.eval_episodes=100",
+                           f"train.stop_at_success={threshold}", *overrides])
+        res = Trainer(cfg).run()
+        evals = [json.loads(x) for x in (Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+        evals = [e for e in evals if e["kind"] == "eval"]
+        hit = next((e for e in evals if e["success_rate"] >= threshold), None)
+        out.append({"seed": seed, "steps": hit["step"] if hit else None,
+                    "wall_clock_s": hit["wall_clock_s"] if hit else res["wall_clock_s"],
+                    "final_success": evals[-1]["success_rate"] if evals else None,
+                    "curve": [(e["step"], e["success_rate"]) for e in evals]})
+        print(json.dumps(out[-1]))
+    return out
+
+
+def run(tasks: list[str], seeds: int = 3, json_path: str | None = None,
+        runs_dir: str = "runs/bench", overrides: list[str] = ()) -> dict:
+    result: dict = {}
+    if "throughput" in tasks:
+        result.update(throughput())
+        print(f"critic updates/s {result['critic_updates_per_s']:.1f} "
+              f"(ceiling {result['ceiling_updates_per_s']:.1f}/s from GEMM "
+              f"{result['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s): "
+              f"{result['matmul_ceiling_fraction']:.0%} of the matmul ceiling")
+    if "replay" in tasks:
+        result["replay_bytes_ratio"] = replay_ratio()
+        print(f"replay bytes per image transition / raw frame bytes: {result['replay_bytes_ratio']:.3f}")
+    if "state" in tasks:
+        runs = sample_efficiency("pick_cube.yaml", list(range(seeds)), 0.9, list(overrides), runs_dir)
+        steps = [r["steps"] for r in runs]
+        reached = sorted(s for s in steps if s is not None)
+        result.update({"steps_to_90": steps,
+                       "median_steps_to_90": float(np.median([s if s is not None else np.inf
+                                                             for s in steps])),
+                       "wall_clock_s": [r["wall_clock_s"] for r in runs],
+                       "final_success": [r["final_success"] for r in runs],
+                       "state_curves": [r["curve"] for r in runs]})
+        print(f"PickCube state: steps to 90% {steps} (median {result['median_steps_to_90']}), "
+              f"wall-clock {[round(w) for w in result['wall_clock_s']]} s, reached {len(reached)}/{seeds}")
+    if "vision" in tasks:
+        runs = sample_efficiency("pick_cube_vision.yaml", [0], 0.8, list(overrides), runs_dir)
+        result.update({"vision_steps_to_80": runs[0]["steps"],
+                       "vision_wall_clock_s": runs[0]["wall_clock_s"],
+                       "vision_final_success": runs[0]["final_success"]})
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2))
+    return result
