@@ -1,15 +1,15 @@
 """PyBullet implementation of the HAL, and PandaReach / PandaPickCube on it.
 
-The same `RobotEnv`, the same numpy `CartesianImpedance` law, the same task definitions
-(action configs, safety boxes, episode lengths, success tests, `env_state`) and the same
-scripted experts as the MuJoCo backend (sim/world.py, sim/tasks.py) -- only the physics engine
+The same `RobotEnv`, the same numpy `CartesianImpedance` law, the same task classes
+(sim/tasks.py) and the same scripted experts as the MuJoCo backend -- only the physics engine
 and the robot model differ: here it is the Franka Panda URDF bundled with `pybullet_data`.
 
-Structure mirrors sim/world.py: one `BulletWorld` (physics client, robot, controller) and the
-`BulletArm`, `BulletGripper`, `BulletCamera`, `BulletClock` views onto it.
+Structure mirrors sim/world.py: one `BulletWorld` (physics client, robot, controller, and the
+world interface the tasks use) and the views onto it: `BulletArm`, `BulletCamera`, and
+sim/world.py's `SimGripper` and `SimClock`. This module builds only the tasks' scenes (`SCENES`).
 
 Model notes
-- Physics at 500 Hz (`setTimeStep(0.002)`), policy at 10 Hz: one `BulletClock.wait(0.1)` is
+- Physics at 500 Hz (`setTimeStep(0.002)`), policy at 10 Hz: one `SimClock.wait(0.1)` is
   50 substeps, and the impedance law is evaluated at every substep (the numpy law plus
   PyBullet's Jacobian / mass matrix / inverse dynamics, ~0.15 ms per substep). Measured on the
   2-core dev machine: ~90-150 env steps/s with state observations, ~12-16 env steps/s with both
@@ -36,29 +36,26 @@ import pybullet_data
 
 from robot_rl.controllers.frames import orientation_error, quat_to_mat
 from robot_rl.controllers.impedance import CartesianImpedance, ImpedanceParams
-from robot_rl.controllers.safety import SafetyBox
-from robot_rl.hardware.hal import ArmState, Frame, GripperState
+from robot_rl.hardware.hal import Frame
 from robot_rl.hardware.robot_env import RobotEnv
-from robot_rl.hardware.task import ActionConfig, Evaluation, TaskBase
-from robot_rl.sim.panda_model import FRONT_CAMERA_POS, FRONT_CAMERA_TARGET, HOME_Q, TORQUE_LIMITS
+from robot_rl.sim.envs import PHYSICS_DT, assemble_env, impedance_params
+from robot_rl.sim.panda_model import (FINGER_MAX, FRONT_CAMERA_POS, FRONT_CAMERA_TARGET, HOME_Q,
+                                      TORQUE_LIMITS)
+from robot_rl.sim.tasks import TABLE_Z, TASKS
+from robot_rl.sim.world import NA, SimArm
 
-NA = 7
-PHYSICS_DT = 0.002                    # 500 Hz
 ARM_JOINTS = list(range(NA))          # panda_joint1..7
 FINGER_JOINTS = [9, 10]               # panda_finger_joint1/2
 MOVABLE = ARM_JOINTS + FINGER_JOINTS  # the 9 dofs pybullet's dynamics calls expect, in order
 HAND_LINK = 8
 TCP_LINK = 11                         # panda_grasptarget
 TCP_OFFSET = 0.105                    # hand -> TCP along the hand's z, if the URDF lacks link 11
-FINGER_MAX = 0.04                     # per finger; gripper opening = 2x
 FINGER_FORCE = 40.0                   # N per finger motor
 FINGER_SPEED = 0.2                    # m/s per finger (the URDF's velocity limit)
 FINGER_FRICTION = 1.5                 # lateral friction of the finger pads (URDF: 1.0)
-TABLE_Z = 0.0
 WRIST_CAMERA_POS = np.array([0.07, 0.0, 0.065])  # in the hand frame, as sim/panda_model.py's
 WRIST_CAMERA_FWD = np.array([-0.3, 0.0, 0.954])  # viewing direction (hand frame)
 WRIST_CAMERA_UP = np.array([0.954, 0.0, 0.3])
-DOWN = np.array([1.0, 0.0, 0.0, 0.0])  # xyzw: gripper pointing at the table, fingers along y
 
 
 class BulletWorld:
@@ -85,6 +82,7 @@ class BulletWorld:
         pb.setPhysicsEngineParameter(deterministicOverlappingPairs=1, physicsClientId=c)
         # floor below the table; the table top is the z = 0 plane, as in the MuJoCo scene
         self.bodies: dict[str, int] = {}
+        self.markers: dict[str, int] = {}
         self._specs: dict[str, dict] = {}
         self.floor = pb.loadURDF("plane.urdf", [0, 0, -0.04], physicsClientId=c)
         self.add_box("table", [0.55, 0.6, 0.02], [0.45, 0.0, -0.02], mass=0.0,
@@ -147,11 +145,49 @@ class BulletWorld:
         self.bodies[name] = body
         return body
 
-    def add_marker(self, radius: float, pos, rgba) -> int:
-        """A visual-only sphere (no collision, no mass)."""
+    def add_marker(self, name: str, radius: float, pos, rgba) -> None:
+        """A visual-only sphere (no collision, no mass), kept across resets."""
         vis = pb.createVisualShape(pb.GEOM_SPHERE, radius=radius, rgbaColor=rgba,
                                    physicsClientId=self.client)
-        return pb.createMultiBody(0.0, -1, vis, pos, physicsClientId=self.client)
+        self.markers[name] = pb.createMultiBody(0.0, -1, vis, pos, physicsClientId=self.client)
+
+    # ---- task objects: the world interface of sim/tasks.py ---------------------------
+    def set_marker(self, name: str, pos) -> None:
+        pb.resetBasePositionAndOrientation(self.markers[name], np.asarray(pos, float).tolist(),
+                                           [0, 0, 0, 1], physicsClientId=self.client)
+
+    def body_position(self, name: str) -> np.ndarray:
+        return np.array(pb.getBasePositionAndOrientation(self.bodies[name],
+                                                         physicsClientId=self.client)[0])
+
+    def place_body(self, name: str, pos) -> None:
+        """Put a box at `pos`, unrotated and at rest."""
+        body, c = self.bodies[name], self.client
+        pb.resetBasePositionAndOrientation(body, list(pos), [0, 0, 0, 1], physicsClientId=c)
+        pb.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0], physicsClientId=c)
+
+    def ik(self, pos, quat, q_seed, iters: int = 200, tol: float = 1e-5) -> np.ndarray:
+        """Damped least-squares IK for the TCP (used for reset poses, never in the control
+        loop). Uses the live robot's kinematics and puts its joint state back afterwards."""
+        c, r = self.client, self.robot
+        saved = pb.getJointStates(r, MOVABLE, physicsClientId=c)
+        q = np.clip(np.array(q_seed, float), self.q_low, self.q_high)
+        fingers = np.array([s[0] for s in saved[NA:]])
+        try:
+            for _ in range(iters):
+                for j, qj in zip(ARM_JOINTS, q):
+                    pb.resetJointState(r, j, float(qj), physicsClientId=c)
+                cur_p, cur_q = self._tcp_from_link(self._link())
+                e = np.concatenate([np.asarray(pos) - cur_p, orientation_error(quat, cur_q)])
+                if np.linalg.norm(e) < tol:
+                    break
+                J = self.jacobian(np.concatenate([q, fingers]))[:, :NA]
+                dq = J.T @ np.linalg.solve(J @ J.T + 1e-4 * np.eye(6), e)
+                q = np.clip(q + dq, self.q_low, self.q_high)
+        finally:
+            for j, s in zip(MOVABLE, saved):
+                pb.resetJointState(r, j, s[0], s[1], physicsClientId=c)
+        return q
 
     # ---- controller ------------------------------------------------------------------
     def set_impedance(self, params: ImpedanceParams) -> None:
@@ -161,6 +197,10 @@ class BulletWorld:
         """(q, dq) of the 9 movable dofs: 7 arm joints, 2 fingers."""
         s = pb.getJointStates(self.robot, MOVABLE, physicsClientId=self.client)
         return np.array([x[0] for x in s]), np.array([x[1] for x in s])
+
+    def arm_joints(self) -> tuple[np.ndarray, np.ndarray]:
+        q, dq = self.joint_states()
+        return q[:NA], dq[:NA]
 
     def _link(self, velocity: bool = False):
         return pb.getLinkState(self.robot, self.tcp_link, computeLinkVelocity=int(velocity),
@@ -224,6 +264,11 @@ class BulletWorld:
         self.finger_target = float(np.clip(per_finger, 0.0, FINGER_MAX))
         self._command_fingers()
 
+    def gripper_widths(self) -> tuple[float, float]:
+        """(measured, commanded) opening."""
+        q, _ = self.joint_states()
+        return float(q[NA] + q[NA + 1]), 2 * self.finger_target
+
     # ---- state -----------------------------------------------------------------------
     def _reset_robot(self) -> None:
         for j in FINGER_JOINTS:
@@ -251,6 +296,9 @@ class BulletWorld:
         self.target_pos, self.target_quat = pos, quat
         self._tau = self._gravity()
         self.impedance.reset(self._tau)  # start the rate limiter from gravity compensation
+
+    def tcp_position(self) -> np.ndarray:
+        return self._tcp_from_link(self._link())[0]
 
     def tcp_pose(self) -> np.ndarray:
         pos, quat = self._tcp_from_link(self._link())
@@ -308,82 +356,10 @@ class BulletWorld:
             pass
 
 
-def solve_ik(world: BulletWorld, pos, quat, q_seed, iters: int = 200,
-             tol: float = 1e-5) -> np.ndarray:
-    """Damped least-squares IK for the TCP (used for reset poses, never in the control loop).
-    Uses the live robot's kinematics and puts its joint state back afterwards."""
-    c, r = world.client, world.robot
-    saved = pb.getJointStates(r, MOVABLE, physicsClientId=c)
-    q = np.clip(np.array(q_seed, float), world.q_low, world.q_high)
-    fingers = np.array([s[0] for s in saved[NA:]])
-    try:
-        for _ in range(iters):
-            for j, qj in zip(ARM_JOINTS, q):
-                pb.resetJointState(r, j, float(qj), physicsClientId=c)
-            cur_p, cur_q = world._tcp_from_link(world._link())
-            e = np.concatenate([np.asarray(pos) - cur_p, orientation_error(quat, cur_q)])
-            if np.linalg.norm(e) < tol:
-                break
-            J = world.jacobian(np.concatenate([q, fingers]))[:, :NA]
-            dq = J.T @ np.linalg.solve(J @ J.T + 1e-4 * np.eye(6), e)
-            q = np.clip(q + dq, world.q_low, world.q_high)
-    finally:
-        for j, s in zip(MOVABLE, saved):
-            pb.resetJointState(r, j, s[0], s[1], physicsClientId=c)
-    return q
-
-
-class BulletArm:
-    def __init__(self, world: BulletWorld):
-        self.world = world
-
-    def state(self) -> ArmState:
-        w = self.world
-        q, dq = w.joint_states()
-        return ArmState(q=q[:NA], dq=dq[:NA], tcp_pose=w.tcp_pose(), tcp_twist=w.tcp_twist(),
-                        wrench=w.tcp_wrench(), t_ns=w.now_ns())
-
-    def set_target_pose(self, pos: np.ndarray, quat: np.ndarray) -> None:
-        self.world.target_pos = np.asarray(pos, float).copy()
-        self.world.target_quat = np.asarray(quat, float).copy()
-
-    def set_impedance(self, params: ImpedanceParams) -> None:
-        self.world.set_impedance(params)
-
-    def move_to_joints(self, q: np.ndarray) -> None:
-        self.world.set_joints(np.asarray(q, float))
-
-    def stop(self) -> None:  # hold the current pose
-        pose = self.world.tcp_pose()
-        self.set_target_pose(pose[:3], pose[3:])
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
+class BulletArm(SimArm):
     def close(self) -> None:
         """Disconnect the physics client (`RobotEnv.close()` calls this last)."""
         self.world.close()
-
-
-class BulletGripper:
-    max_width = 2 * FINGER_MAX
-
-    def __init__(self, world: BulletWorld):
-        self.world = world
-
-    def command(self, width: float) -> None:
-        self.world.command_fingers(float(np.clip(width, 0, self.max_width)) / 2)
-
-    def state(self) -> GripperState:
-        q, _ = self.world.joint_states()
-        width = float(q[NA] + q[NA + 1])
-        commanded = 2 * self.world.finger_target
-        return GripperState(width=width, max_width=self.max_width,
-                            grasped=bool(width > 0.004 and width > commanded + 0.003),
-                            t_ns=self.world.now_ns())
 
 
 class BulletCamera:
@@ -411,127 +387,18 @@ class BulletCamera:
         return Frame(rgb=rgb, t_ns=self.world.now_ns())
 
 
-class BulletClock:
-    """Sim time: waiting one control period steps the physics."""
-
-    def __init__(self, world: BulletWorld):
-        self.world = world
-
-    def wait(self, period_s: float) -> None:
-        self.world.advance(period_s)
-
-    def now_ns(self) -> int:
-        return self.world.now_ns()
+# ---- task scenes ---------------------------------------------------------------------------
+def _reach_scene(world: BulletWorld, t) -> None:
+    world.add_marker("goal", 0.015, t.goal, (0.1, 0.8, 0.1, 0.6))
 
 
-# ---- tasks ---------------------------------------------------------------------------------
-class BulletTask(TaskBase):
-    """Common reset: back to the initial scene, arm teleported to a (randomized) start pose. The
-    randomization draws match sim/tasks.py's SimTask, in the same order."""
-    start_pos = np.array([0.45, 0.0, 0.22])
-    start_noise = np.array([0.03, 0.03, 0.02])
-
-    def build(self, world: BulletWorld) -> None:
-        """Add the task's objects to the scene."""
-
-    def bind(self, world: BulletWorld) -> None:
-        self.world = world
-        self._q_start = solve_ik(world, self.start_pos, DOWN, HOME_Q)
-        self.home_quat = DOWN
-
-    def reset_arm(self, env, rng: np.random.Generator) -> None:
-        self.world.reset()
-        start = self.start_pos + rng.uniform(-1, 1, 3) * self.start_noise
-        env.arm.move_to_joints(solve_ik(self.world, start, DOWN, self._q_start))
-        if env.gripper is not None:
-            env.gripper.command(env.gripper.max_width)
-
-    def settle(self, seconds: float = 0.1) -> None:
-        self.world.advance(seconds)
-
-    @property
-    def tcp(self) -> np.ndarray:
-        return self.world.tcp_pose()[:3]
+def _pick_cube_scene(world: BulletWorld, t) -> None:
+    world.add_box("cube", [t.half] * 3, [0.45, 0.0, TABLE_Z + t.half], 0.05,
+                  (0.85, 0.15, 0.1, 1.0), friction=1.0, spinning_friction=0.002)
 
 
-class BulletReach(BulletTask):
-    goal_low, goal_high = np.array([0.33, -0.15, 0.08]), np.array([0.57, 0.15, 0.3])
-    tolerance = 0.02
-
-    def __init__(self):
-        super().__init__(name="PandaReach", instruction="move the gripper to the green sphere",
-                         action=ActionConfig(dofs=("x", "y", "z"), gripper=False, step_pos=0.03),
-                         safety=SafetyBox((0.25, -0.25, 0.05), (0.65, 0.25, 0.4),
-                                          (3.0, -0.15, -0.15), (-3.0, 0.15, 0.15)),
-                         max_episode_steps=30)
-        self._goal = np.array([0.45, 0.0, 0.2])
-
-    def build(self, world):
-        self._marker = world.add_marker(0.015, self._goal, (0.1, 0.8, 0.1, 0.6))
-
-    @property
-    def goal(self) -> np.ndarray:
-        return self._goal
-
-    def reset(self, env, rng):
-        self.reset_arm(env, rng)
-        self._goal = rng.uniform(self.goal_low, self.goal_high)
-        pb.resetBasePositionAndOrientation(self._marker, self._goal.tolist(), [0, 0, 0, 1],
-                                           physicsClientId=self.world.client)
-        self.settle(0.02)
-
-    def env_state(self):
-        return np.concatenate([self.goal, self.goal - self.tcp])
-
-    def evaluate(self, env) -> Evaluation:
-        d = float(np.linalg.norm(self.tcp - self.goal))
-        return Evaluation(reward=1.0 - np.tanh(10.0 * d), success=d < self.tolerance)
-
-
-class BulletPickCube(BulletTask):
-    half = 0.02
-    mass = 0.05
-    friction = 1.0
-    cube_low, cube_high = np.array([0.35, -0.15]), np.array([0.55, 0.15])
-    lift_height = 0.05
-
-    def __init__(self):
-        super().__init__(name="PandaPickCube", instruction="pick up the red cube",
-                         action=ActionConfig(dofs=("x", "y", "z"), gripper=True, step_pos=0.03),
-                         safety=SafetyBox((0.25, -0.25, 0.005), (0.65, 0.25, 0.35),
-                                          (3.0, -0.15, -0.15), (-3.0, 0.15, 0.15)),
-                         max_episode_steps=50)
-
-    def build(self, world):
-        world.add_box("cube", [self.half] * 3, [0.45, 0.0, TABLE_Z + self.half], self.mass,
-                      (0.85, 0.15, 0.1, 1.0), friction=self.friction, spinning_friction=0.002)
-
-    @property
-    def cube_pos(self) -> np.ndarray:
-        return np.array(pb.getBasePositionAndOrientation(
-            self.world.bodies["cube"], physicsClientId=self.world.client)[0])
-
-    def reset(self, env, rng):
-        self.reset_arm(env, rng)
-        xy = rng.uniform(self.cube_low, self.cube_high)
-        cube, c = self.world.bodies["cube"], self.world.client
-        pb.resetBasePositionAndOrientation(cube, [xy[0], xy[1], TABLE_Z + self.half],
-                                           [0, 0, 0, 1], physicsClientId=c)
-        pb.resetBaseVelocity(cube, [0, 0, 0], [0, 0, 0], physicsClientId=c)
-        self.settle(0.1)
-
-    def env_state(self):
-        return np.concatenate([self.cube_pos, self.cube_pos - self.tcp])
-
-    def evaluate(self, env) -> Evaluation:
-        cube = self.cube_pos
-        lift = float(cube[2] - (TABLE_Z + self.half))
-        reach = 1.0 - np.tanh(10.0 * float(np.linalg.norm(self.tcp - cube)))
-        dense = 0.3 * reach + 0.7 * float(np.clip(lift / self.lift_height, 0.0, 1.0))
-        return Evaluation(reward=dense, success=lift >= self.lift_height)
-
-
-BULLET_TASKS = {"PandaReach": BulletReach, "PandaPickCube": BulletPickCube}
+SCENES = {"PandaReach": _reach_scene, "PandaPickCube": _pick_cube_scene}
+BULLET_TASKS = {name: TASKS[name] for name in SCENES}
 
 
 def make_pybullet_env(task: str = "PandaReach", vision: bool = False, image_size: int = 64,
@@ -544,15 +411,8 @@ def make_pybullet_env(task: str = "PandaReach", vision: bool = False, image_size
     if task not in BULLET_TASKS:
         raise ValueError(f"unknown pybullet task {task!r}; valid: {sorted(BULLET_TASKS)}")
     t = BULLET_TASKS[task]()
-    world = BulletWorld(impedance=ImpedanceParams.preset(impedance) if isinstance(impedance, str)
-                        else impedance, law_every=law_every)
-    t.build(world)
-    t.bind(world)
-    if vision:
-        t.env_state = lambda: None  # images replace privileged object state
-    cams = [BulletCamera(world, c, image_size, image_size) for c in cameras] if vision else []
-    env = RobotEnv(BulletArm(world), BulletGripper(world), cams, t, clock=BulletClock(world),
-                   control_hz=control_hz, reward_type=reward_type, include_wrench=include_wrench,
-                   render_mode=render_mode)
-    env.world = world
-    return env
+    world = BulletWorld(impedance=impedance_params(impedance), law_every=law_every)
+    SCENES[task](world, t)
+    return assemble_env(world, t, BulletArm(world), BulletCamera, cameras, vision, image_size,
+                        control_hz=control_hz, reward_type=reward_type,
+                        include_wrench=include_wrench, render_mode=render_mode)

@@ -1,16 +1,31 @@
-"""Simulated tasks on the MuJoCo HAL. Each builds its scene, randomizes it from the env's
-seeded generator (never global np.random) and scores it from privileged state."""
+"""Simulated tasks, for any physics backend: each randomizes its scene from the env's seeded
+generator (never global np.random) and scores it from privileged state, through the small
+`World` interface below. The backends build the scenes: MJCF snippets in sim/envs.py (MuJoCo),
+build functions in sim/pybullet_backend.py (PyBullet, Reach and PickCube only)."""
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 
 from robot_rl.controllers.safety import SafetyBox
 from robot_rl.hardware.task import ActionConfig, Evaluation, TaskBase
 from robot_rl.sim.panda_model import HOME_Q
-from robot_rl.sim.world import SimWorld, solve_ik
 
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])  # xyzw: gripper pointing at the table, fingers along y
 TABLE_Z = 0.0
+
+
+class World(Protocol):
+    """What a task needs of a backend (`SimWorld`, `BulletWorld`)."""
+
+    def reset(self) -> None: ...                              # the initial scene again
+    def advance(self, seconds: float) -> None: ...            # step the physics
+    def tcp_position(self) -> np.ndarray: ...
+    def ik(self, pos, quat, q_seed) -> np.ndarray: ...        # joints putting the TCP at a pose
+    def set_marker(self, name: str, pos) -> None: ...         # move a visual-only marker
+    def body_position(self, name: str) -> np.ndarray: ...
+    def place_body(self, name: str, pos) -> None: ...         # unrotated, at rest
 
 
 class SimTask(TaskBase):
@@ -21,18 +36,16 @@ class SimTask(TaskBase):
     which is what a policy has to learn first."""
     start_pos = np.array([0.45, 0.0, 0.22])
     start_noise = np.array([0.03, 0.03, 0.02])
-    objects_xml = ""
-    hand_xml = ""
 
-    def bind(self, world: SimWorld) -> None:
+    def bind(self, world: World) -> None:
         self.world = world
-        self._q_start = solve_ik(world, self.start_pos, DOWN, HOME_Q)
+        self._q_start = world.ik(self.start_pos, DOWN, HOME_Q)
         self.home_quat = DOWN
 
     def reset_arm(self, env, rng: np.random.Generator) -> None:
         self.world.reset()
         start = self.start_pos + rng.uniform(-1, 1, 3) * self.start_noise
-        env.arm.move_to_joints(solve_ik(self.world, start, DOWN, self._q_start))
+        env.arm.move_to_joints(self.world.ik(start, DOWN, self._q_start))
         if env.gripper is not None:
             env.gripper.command(env.gripper.max_width)
 
@@ -41,12 +54,10 @@ class SimTask(TaskBase):
 
     @property
     def tcp(self) -> np.ndarray:
-        return self.world.data.site_xpos[self.world.tcp_site]
+        return self.world.tcp_position()
 
 
 class PandaReach(SimTask):
-    objects_xml = ('<site name="goal" pos="0.45 0 0.2" size="0.015" rgba="0.1 0.8 0.1 0.6" '
-                   'type="sphere"/>')
     goal_low, goal_high = np.array([0.33, -0.15, 0.08]), np.array([0.57, 0.15, 0.3])
     tolerance = 0.02
 
@@ -56,18 +67,12 @@ class PandaReach(SimTask):
                          safety=SafetyBox((0.25, -0.25, 0.05), (0.65, 0.25, 0.4),
                                           (3.0, -0.15, -0.15), (-3.0, 0.15, 0.15)),
                          max_episode_steps=30)
-
-    def bind(self, world):
-        super().bind(world)
-        self._goal_site = world.model.site("goal").id
-
-    @property
-    def goal(self) -> np.ndarray:
-        return self.world.model.site_pos[self._goal_site]
+        self.goal = np.array([0.45, 0.0, 0.2])  # shown by the "goal" marker
 
     def reset(self, env, rng):
         self.reset_arm(env, rng)
-        self.world.model.site_pos[self._goal_site] = rng.uniform(self.goal_low, self.goal_high)
+        self.goal = rng.uniform(self.goal_low, self.goal_high)
+        self.world.set_marker("goal", self.goal)
         self.settle(0.02)
 
     def env_state(self):
@@ -79,10 +84,7 @@ class PandaReach(SimTask):
 
 
 class PandaPickCube(SimTask):
-    half = 0.02
-    objects_xml = ('<body name="cube" pos="0.45 0 0.02"><freejoint name="cube"/>'
-                   '<geom name="cube" class="object" type="box" size="0.02 0.02 0.02" mass="0.05" '
-                   'rgba="0.85 0.15 0.1 1"/></body>')
+    half = 0.02  # the "cube" body's half size
     cube_low, cube_high = np.array([0.35, -0.15]), np.array([0.55, 0.15])
     lift_height = 0.05
 
@@ -93,29 +95,24 @@ class PandaPickCube(SimTask):
                                           (3.0, -0.15, -0.15), (-3.0, 0.15, 0.15)),
                          max_episode_steps=50)
 
-    def bind(self, world):
-        super().bind(world)
-        m = world.model
-        self._qadr = m.jnt_qposadr[m.joint("cube").id]
-
     @property
     def cube_pos(self) -> np.ndarray:
-        return self.world.data.qpos[self._qadr:self._qadr + 3]
+        return self.world.body_position("cube")
 
     def reset(self, env, rng):
         self.reset_arm(env, rng)
-        q = self.world.data.qpos
-        q[self._qadr:self._qadr + 2] = rng.uniform(self.cube_low, self.cube_high)
-        q[self._qadr + 2] = TABLE_Z + self.half
-        q[self._qadr + 3:self._qadr + 7] = [1, 0, 0, 0]
+        self.world.place_body("cube", [*rng.uniform(self.cube_low, self.cube_high),
+                                       TABLE_Z + self.half])
         self.settle(0.1)
 
     def env_state(self):
-        return np.concatenate([self.cube_pos, self.cube_pos - self.tcp])
+        cube = self.cube_pos
+        return np.concatenate([cube, cube - self.tcp])
 
     def evaluate(self, env) -> Evaluation:
-        lift = float(self.cube_pos[2] - (TABLE_Z + self.half))
-        reach = 1.0 - np.tanh(10.0 * float(np.linalg.norm(self.tcp - self.cube_pos)))
+        cube = self.cube_pos
+        lift = float(cube[2] - (TABLE_Z + self.half))
+        reach = 1.0 - np.tanh(10.0 * float(np.linalg.norm(self.tcp - cube)))
         dense = 0.3 * reach + 0.7 * float(np.clip(lift / self.lift_height, 0.0, 1.0))
         return Evaluation(reward=dense, success=lift >= self.lift_height)
 
@@ -123,7 +120,10 @@ class PandaPickCube(SimTask):
 class PandaPegInsert(SimTask):
     """A 25 mm square peg held in the gripper goes into a hole with 1 mm clearance per side.
     Pressing a misaligned peg onto the rim is exactly where the impedance error clip bounds the
-    contact force (K * clip) instead of letting it grow with the target distance."""
+    contact force (K * clip) instead of letting it grow with the target distance.
+
+    MuJoCo only: the peg is part of the hand, and its tip is read from the model's "peg_tip"
+    site. The "hole" body is placed through the `World` interface."""
     peg_half, clearance, hole_depth, wall = 0.0125, 0.001, 0.04, 0.02
     peg_len = 0.05      # below the TCP
     insert_depth = 0.025
@@ -136,29 +136,14 @@ class PandaPegInsert(SimTask):
                          safety=SafetyBox((0.3, -0.2, 0.05), (0.62, 0.2, 0.3),
                                           (3.0, -0.15, -0.15), (-3.0, 0.15, 0.15)),
                          max_episode_steps=60)
-        h, c, w, depth = self.peg_half, self.clearance, self.wall, self.hole_depth
-        inner = h + c
-        walls = "".join(
-            f'<geom class="object" type="box" size="{sx} {sy} {depth / 2}" pos="{px} {py} {depth / 2}" '
-            f'rgba="0.2 0.35 0.8 1"/>'
-            for sx, sy, px, py in [(w / 2, inner + w, inner + w / 2, 0), (w / 2, inner + w, -inner - w / 2, 0),
-                                   (inner, w / 2, 0, inner + w / 2), (inner, w / 2, 0, -inner - w / 2)])
-        self.objects_xml = f'<body name="hole" mocap="true" pos="0.46 0 0">{walls}</body>'
-        # the peg is part of the hand: from 1 cm above the TCP to peg_len below it
-        top, bottom = -0.01, self.peg_len
-        self.hand_xml = (f'<geom name="peg" class="object" type="box" size="{h} {h} {(bottom - top) / 2}" '
-                         f'pos="0 0 {0.1034 + (top + bottom) / 2}" mass="0.05" rgba="0.9 0.6 0.1 1"/>'
-                         f'<site name="peg_tip" pos="0 0 {0.1034 + bottom}" size="0.003"/>')
 
     def bind(self, world):
         super().bind(world)
-        m = world.model
-        self._mocap = m.body_mocapid[m.body("hole").id]
-        self._tip = m.site("peg_tip").id
+        self._tip = world.model.site("peg_tip").id
 
     @property
     def hole_pos(self) -> np.ndarray:
-        return self.world.data.mocap_pos[self._mocap]
+        return self.world.body_position("hole")
 
     @property
     def peg_tip(self) -> np.ndarray:
@@ -166,7 +151,7 @@ class PandaPegInsert(SimTask):
 
     def reset(self, env, rng):
         self.reset_arm(env, rng)
-        self.world.data.mocap_pos[self._mocap] = [*rng.uniform(self.hole_low, self.hole_high), TABLE_Z]
+        self.world.place_body("hole", [*rng.uniform(self.hole_low, self.hole_high), TABLE_Z])
         if env.gripper is not None:
             env.gripper.command(2 * self.peg_half)  # fingers rest on the peg
         self.settle(0.05)
@@ -175,10 +160,10 @@ class PandaPegInsert(SimTask):
         return np.concatenate([self.hole_pos, self.hole_pos - self.peg_tip])
 
     def evaluate(self, env) -> Evaluation:
-        goal = self.hole_pos + [0, 0, self.hole_depth - self.insert_depth]
-        tip = self.peg_tip
-        depth = self.hole_pos[2] + self.hole_depth - tip[2]
-        aligned = np.linalg.norm(tip[:2] - self.hole_pos[:2]) < self.clearance + 0.002
+        hole, tip = self.hole_pos, self.peg_tip
+        goal = hole + [0, 0, self.hole_depth - self.insert_depth]
+        depth = hole[2] + self.hole_depth - tip[2]
+        aligned = np.linalg.norm(tip[:2] - hole[:2]) < self.clearance + 0.002
         return Evaluation(reward=1.0 - np.tanh(10.0 * float(np.linalg.norm(tip - goal))),
                           success=bool(aligned and depth >= self.insert_depth))
 

@@ -1,5 +1,6 @@
 """MuJoCo implementation of the HAL: one `SimWorld` (model, data, controller, renderer) and
-the `SimArm`, `SimGripper`, `SimCamera`, `SimClock` views onto it.
+the `SimArm`, `SimGripper`, `SimCamera`, `SimClock` views onto it. The arm, gripper and clock
+views only call world methods, so pybullet_backend's `BulletWorld` reuses them.
 
 The impedance law runs every physics substep. The substep loop is the C kernel
 (`_impedance_kernel.c`) when it was built, else the numpy law (same maths, ~3x slower env).
@@ -18,7 +19,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set bef
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from robot_rl.controllers.frames import mat_to_quat  # noqa: E402
+from robot_rl.controllers.frames import mat_to_quat, orientation_error  # noqa: E402
 from robot_rl.controllers.impedance import CartesianImpedance, ImpedanceParams  # noqa: E402
 from robot_rl.hardware.hal import ArmState, Frame, GripperState  # noqa: E402
 from robot_rl.sim.panda_model import ARM_NAMES, FINGER_MAX, TORQUE_LIMITS  # noqa: E402
@@ -110,6 +111,7 @@ class SimWorld:
         self.q_null = np.zeros(NA)
         self._k = self._make_kernel() if self.controller == "c" else None
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._objects: dict[str, tuple[bool, int, int]] = {}
         _LIVE_WORLDS.add(self)
 
     # ---- controller ------------------------------------------------------------------
@@ -207,6 +209,9 @@ class SimWorld:
             self._k.tau_prev[:] = d.qfrc_bias[:NA]
             self._k.have_prev = 1
 
+    def tcp_position(self) -> np.ndarray:
+        return self.data.site_xpos[self.tcp_site].copy()
+
     def tcp_pose(self) -> np.ndarray:
         d = self.data
         return np.concatenate([d.site_xpos[self.tcp_site],
@@ -235,6 +240,75 @@ class SimWorld:
             w[3:] += np.cross(c.pos - tcp, f)
         return w
 
+    def arm_joints(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.data.qpos[:NA].copy(), self.data.qvel[:NA].copy()
+
+    def command_fingers(self, per_finger: float) -> None:
+        self.data.ctrl[self.gripper_act] = per_finger
+
+    def gripper_widths(self) -> tuple[float, float]:
+        """(measured, commanded) opening."""
+        d = self.data
+        return 2 * float(d.qpos[self.finger_qadr]), 2 * float(d.ctrl[self.gripper_act])
+
+    def now_ns(self) -> int:
+        return int(self.data.time * 1e9)
+
+    # ---- task objects: the world interface of sim/tasks.py ---------------------------
+    def set_marker(self, name: str, pos) -> None:
+        """Move a visual-only marker (a site of the world body)."""
+        self.model.site_pos[self.model.site(name).id] = pos
+
+    def _object(self, name: str) -> tuple[bool, int, int]:
+        """(is mocap, mocap id or free joint's qpos address, its dof address) of a body."""
+        if name not in self._objects:
+            m, b = self.model, self.model.body(name).id
+            j = m.body_jntadr[b]  # a free joint is its body's only joint
+            if m.body_mocapid[b] >= 0:
+                self._objects[name] = (True, int(m.body_mocapid[b]), -1)
+            elif j >= 0 and m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
+                self._objects[name] = (False, int(m.jnt_qposadr[j]), int(m.jnt_dofadr[j]))
+            else:
+                raise ValueError(f"body {name!r} is neither mocap nor free-floating")
+        return self._objects[name]
+
+    def body_position(self, name: str) -> np.ndarray:
+        mocap, i, _ = self._object(name)
+        return (self.data.mocap_pos[i] if mocap else self.data.qpos[i:i + 3]).copy()
+
+    def place_body(self, name: str, pos) -> None:
+        """Put a free or mocap body at `pos`, unrotated and at rest."""
+        mocap, i, dof = self._object(name)
+        d = self.data
+        if mocap:
+            d.mocap_pos[i], d.mocap_quat[i] = pos, [1, 0, 0, 0]
+        else:
+            d.qpos[i:i + 3], d.qpos[i + 3:i + 7] = pos, [1, 0, 0, 0]
+            d.qvel[dof:dof + 6] = 0.0
+
+    def ik(self, pos, quat, q_seed, iters: int = 200, tol: float = 1e-5) -> np.ndarray:
+        """Damped least-squares IK for the TCP (used for reset poses, never in the control
+        loop). Works on a scratch MjData so the live simulation is untouched."""
+        m, site = self.model, self.tcp_site
+        d = mujoco.MjData(m)
+        q = np.array(q_seed, float)
+        lo, hi = m.jnt_range[:NA, 0], m.jnt_range[:NA, 1]
+        jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+        for _ in range(iters):
+            d.qpos[:NA] = q
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            cur_q = mat_to_quat(d.site_xmat[site].reshape(3, 3))
+            e = np.concatenate([pos - d.site_xpos[site], orientation_error(quat, cur_q)])
+            if np.linalg.norm(e) < tol:
+                break
+            mujoco.mj_jacSite(m, d, jacp, jacr, site)
+            J = np.vstack([jacp[:, :NA], jacr[:, :NA]])
+            dq = J.T @ np.linalg.solve(J @ J.T + 1e-4 * np.eye(6), e)
+            q = np.clip(q + dq, lo, hi)
+        return q
+
+    # ---- rendering -------------------------------------------------------------------
     def render(self, camera: str, height: int, width: int) -> np.ndarray:
         key = (height, width)
         if key not in self._renderers:
@@ -257,13 +331,17 @@ class SimWorld:
 
 
 class SimArm:
+    """The arm of a simulated world (a `SimWorld` or a `BulletWorld`): targets go to the world's
+    impedance controller, state comes from its sensors."""
+
     def __init__(self, world: SimWorld):
         self.world = world
 
     def state(self) -> ArmState:
-        w, d = self.world, self.world.data
-        return ArmState(q=d.qpos[:NA].copy(), dq=d.qvel[:NA].copy(), tcp_pose=w.tcp_pose(),
-                        tcp_twist=w.tcp_twist(), wrench=w.tcp_wrench(), t_ns=int(d.time * 1e9))
+        w = self.world
+        q, dq = w.arm_joints()
+        return ArmState(q=q, dq=dq, tcp_pose=w.tcp_pose(), tcp_twist=w.tcp_twist(),
+                        wrench=w.tcp_wrench(), t_ns=w.now_ns())
 
     def set_target_pose(self, pos: np.ndarray, quat: np.ndarray) -> None:
         self.world.target_pos = np.asarray(pos, float).copy()
@@ -287,21 +365,20 @@ class SimArm:
 
 
 class SimGripper:
+    """The gripper of a simulated world (a `SimWorld` or a `BulletWorld`)."""
     max_width = 2 * FINGER_MAX
 
     def __init__(self, world: SimWorld):
         self.world = world
 
     def command(self, width: float) -> None:
-        self.world.data.ctrl[self.world.gripper_act] = float(np.clip(width, 0, self.max_width)) / 2
+        self.world.command_fingers(float(np.clip(width, 0, self.max_width)) / 2)
 
     def state(self) -> GripperState:
-        d = self.world.data
-        width = 2 * float(d.qpos[self.world.finger_qadr])
-        commanded = 2 * float(d.ctrl[self.world.gripper_act])
+        width, commanded = self.world.gripper_widths()
         return GripperState(width=width, max_width=self.max_width,
                             grasped=bool(width > 0.004 and width > commanded + 0.003),
-                            t_ns=int(d.time * 1e9))
+                            t_ns=self.world.now_ns())
 
 
 class SimCamera:
@@ -312,14 +389,14 @@ class SimCamera:
 
     def read(self) -> Frame:
         rgb = self.world.render(self.name, self.shape[0], self.shape[1])
-        return Frame(rgb=rgb, t_ns=int(self.world.data.time * 1e9))
+        return Frame(rgb=rgb, t_ns=self.world.now_ns())
 
     def close(self) -> None:
         self.world.close()
 
 
 class SimClock:
-    """Sim time: waiting one control period steps the physics."""
+    """Sim time of a `SimWorld` or a `BulletWorld`: waiting one control period steps the physics."""
 
     def __init__(self, world: SimWorld):
         self.world = world
@@ -328,28 +405,4 @@ class SimClock:
         self.world.advance(period_s)
 
     def now_ns(self) -> int:
-        return int(self.world.data.time * 1e9)
-
-
-def solve_ik(world: SimWorld, pos, quat, q_seed, iters: int = 200, tol: float = 1e-5) -> np.ndarray:
-    """Damped least-squares IK for the TCP (used for reset poses, never in the control loop).
-    Works on a scratch MjData so the live simulation is untouched."""
-    from robot_rl.controllers.frames import orientation_error
-    m = world.model
-    d = mujoco.MjData(m)
-    q = np.array(q_seed, float)
-    lo, hi = m.jnt_range[:NA, 0], m.jnt_range[:NA, 1]
-    jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
-    for _ in range(iters):
-        d.qpos[:NA] = q
-        mujoco.mj_kinematics(m, d)
-        mujoco.mj_comPos(m, d)
-        cur_q = mat_to_quat(d.site_xmat[world.tcp_site].reshape(3, 3))
-        e = np.concatenate([pos - d.site_xpos[world.tcp_site], orientation_error(quat, cur_q)])
-        if np.linalg.norm(e) < tol:
-            break
-        mujoco.mj_jacSite(m, d, jacp, jacr, world.tcp_site)
-        J = np.vstack([jacp[:, :NA], jacr[:, :NA]])
-        dq = J.T @ np.linalg.solve(J @ J.T + 1e-4 * np.eye(6), e)
-        q = np.clip(q + dq, lo, hi)
-    return q
+        return self.world.now_ns()

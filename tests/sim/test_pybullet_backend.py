@@ -10,8 +10,8 @@ from robot_rl.hardware.robot_env import RobotEnv  # noqa: E402
 from robot_rl.sim.experts import ReachExpert, PickCubeExpert, make_expert, rollout  # noqa: E402
 from robot_rl.sim.panda_model import HOME_Q  # noqa: E402
 from robot_rl.sim.pybullet_backend import (HAND_LINK, TCP_OFFSET, BulletArm,  # noqa: E402
-                                           BulletCamera, BulletClock, BulletGripper,
-                                           BulletWorld, make_pybullet_env)
+                                           BulletCamera, BulletWorld, make_pybullet_env)
+from robot_rl.sim.world import SimClock, SimGripper  # noqa: E402  (shared by both backends)
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +33,10 @@ def test_hal_protocols_and_same_env_class():
     try:
         arm = BulletArm(w)
         assert isinstance(arm, Arm)
-        assert isinstance(BulletGripper(w), Gripper)
+        assert isinstance(SimGripper(w), Gripper)
         assert isinstance(BulletCamera(w, "front", 32, 32), Camera)
         assert isinstance(BulletCamera(w, "wrist", 32, 32), Camera)
-        assert isinstance(BulletClock(w), Clock)
+        assert isinstance(SimClock(w), Clock)
         assert w.tcp_link == 11  # panda_grasptarget, between the fingertips
         with arm as a:
             s = a.state()

@@ -72,7 +72,7 @@ def test_images_not_blank_and_change_when_cube_moves():
         assert img.std() > 10, f"{cam} image looks blank"
     task = env.task
     before = env.cameras[0].read().rgb.astype(int)
-    task.world.data.qpos[task._qadr:task._qadr + 2] += [0.0, 0.08]
+    task.world.place_body("cube", task.cube_pos + [0.0, 0.08, 0.0])
     import mujoco
     mujoco.mj_forward(task.world.model, task.world.data)
     after = env.cameras[0].read().rgb.astype(int)
