@@ -74,6 +74,10 @@ def _cmd_bench(args) -> int:
         sim.run(steps=args.steps, rounds=args.rounds, json_path=args.json,
                 gym_hil_python=args.gym_hil_python)
         return 0
+    if args.what == "robot":
+        from robot_rl.hardware.bench_robot import run_bench_robot
+        run_bench_robot(args.json, steps=min(args.steps, 300), host=args.host, cameras=args.cameras)
+        return 0
     if args.what == "learn":
         from robot_rl.bench import learn
         tasks = ["throughput", "replay", "state"] if args.quick else \
@@ -120,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")
-    b.add_argument("what", choices=["sim", "learn"])
+    b.add_argument("what", choices=["sim", "learn", "robot"])
     b.add_argument("--json", help="write the results here")
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--rounds", type=int, default=3)
@@ -129,12 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="learn: throughput, replay, one state seed")
     b.add_argument("--runs-dir", default="runs/bench", help="learn: where benchmark runs go")
     b.add_argument("overrides", nargs="*", help="learn: config overrides for the training runs")
+    b.add_argument("--host", help="robot: Franka host (default: start a franky-sim on loopback)")
+    b.add_argument("--cameras", choices=["opencv", "realsense", "mixed"], default="opencv",
+                   help="robot: the two cameras used")
     b.add_argument("--gym-hil-python", help="a Python with gym-hil installed (default: this one, "
                                             "then ./.venv-gymhil/bin/python)")
     b.set_defaults(func=_cmd_bench)
 
     from robot_rl.collect import add_cli  # collect / replay (teleoperation)
     add_cli(sub)
+    from robot_rl.hardware.session import add_cli as add_robot_cli  # robot check
+    add_robot_cli(sub)
     return p
 
 

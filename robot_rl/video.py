@@ -20,5 +20,9 @@ def write_mp4(path: str | Path, frames: list[np.ndarray], fps: int = 10) -> Path
 
 
 def env_frame(env, size: int = 256) -> np.ndarray:
-    """A front-camera view of a sim env for videos, whatever its observation cameras are."""
-    return env.unwrapped.world.render("front", size, size)
+    """A front-camera view for videos: the sim's front camera whatever the observation cameras
+    are, else (real robots) the env's first camera."""
+    world = getattr(env.unwrapped, "world", None)
+    if world is not None and hasattr(world, "render"):
+        return world.render("front", size, size)
+    return env.render()

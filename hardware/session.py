@@ -1,0 +1,238 @@
+"""Real-robot session workflow: `robot-rl robot check CONFIG` before anything moves.
+
+`check_robot(config_path)` reads a RunConfig YAML for a real env (e.g.
+config/franka_peg_insert.yaml), connects to the arm *read-only* (no motion is started), the
+gripper and every camera, and reports: connectivity and latency, robot mode, joint and TCP
+state (and whether the TCP, the reset pose and the insertion pose are inside the workspace
+box), gripper width, one frame per camera (saved as PNG) with its measured rate and
+intrinsics, the safety-box limits, step limits and watchdog, and how the impedance presets
+map onto franky. It prints the report and returns it as a dict (`report["ok"]`).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_rl.controllers.frames import quat_to_rpy
+
+
+def _fmt(v, nd: int = 4):
+    return np.round(np.asarray(v, float), nd).tolist()
+
+
+def check_robot(config_path: str, out_dir: str | None = None, camera_seconds: float = 1.0,
+                print_report: bool = True, overrides: list[str] = ()) -> dict[str, Any]:
+    """Connectivity, state, camera frames (PNGs in `out_dir`, default
+    `runs/<name>/robot_check`) and safety limits. Nothing moves."""
+    from robot_rl.hardware.cameras import make_camera
+    from robot_rl.hardware.franka import FrankaArm, FrankaGripper, JOINT_LIMITS, map_impedance
+    from robot_rl.hardware.franka_env import REAL_ENV_IDS, FrankaPegInsert
+    from robot_rl.train import load_config
+
+    cfg = load_config(config_path, list(overrides))
+    if cfg.env.id not in REAL_ENV_IDS:
+        raise ValueError(f"{config_path}: env.id {cfg.env.id!r} is not a real-robot env "
+                         f"(known: {sorted(REAL_ENV_IDS)})")
+    kw = dict(cfg.env.kwargs)
+    out = Path(out_dir) if out_dir else Path(cfg.runs_dir) / cfg.name / "robot_check"
+    out.mkdir(parents=True, exist_ok=True)
+    host = kw.get("host", "172.16.0.2")
+    task = FrankaPegInsert(**kw.get("task", {}))
+    box = task.safety
+    problems: list[str] = []
+    report: dict[str, Any] = {"config": str(config_path), "env_id": cfg.env.id, "host": host,
+                              "out_dir": str(out)}
+
+    # ---- safety limits (from the config alone) -----------------------------------------
+    presets = {}
+    for label, params in (("training", task.impedance), ("reset", task.reset_impedance)):
+        m = map_impedance(params)
+        presets[label] = {"stiffness": _fmt(m.stiffness, 1),
+                          "damping": "critical" if m.damping is None else _fmt(m.damping, 1),
+                          "error_clip_m": _fmt(m.translational_error_clip),
+                          "error_clip_rad": _fmt(m.rotational_error_clip),
+                          "max_delta_tau_nm_per_ms": m.max_delta_tau, "notes": list(m.notes)}
+        problems += [f"{label} impedance: {n}" for n in m.notes]
+    report["safety"] = {
+        "xyz_low": _fmt(box.xyz_low), "xyz_high": _fmt(box.xyz_high),
+        "rpy_low": _fmt(box.rpy_low), "rpy_high": _fmt(box.rpy_high),
+        "max_step_pos_m": box.max_step_pos, "max_step_rot_rad": box.max_step_rot,
+        "action_step_pos_m": task.action.step_pos, "watchdog_s": kw.get("watchdog_s", 0.15),
+        "control_hz": kw.get("control_hz", 10.0), "impedance": presets,
+        "insertion_pose_in_box": box.contains(task.target_pos),
+        "reset_pose_in_box": box.contains(task.reset_pos)}
+
+    # ---- arm (read-only) -----------------------------------------------------------------
+    arm_kw = {k: v for k, v in kw.get("arm", {}).items()}
+    arm_rep: dict[str, Any] = {"connected": False}
+    arm = None
+    try:
+        t0 = time.monotonic()
+        arm = FrankaArm(host, **arm_kw).connect(control=False)
+        arm_rep["connect_s"] = round(time.monotonic() - t0, 3)
+        n0, t1 = arm.samples, time.monotonic()
+        time.sleep(0.25)
+        rate = (arm.samples - n0) / (time.monotonic() - t1)
+        s = arm.state()
+        lo, hi = JOINT_LIMITS[arm.joint_limits] if arm.joint_limits else (None, None)
+        arm_rep.update({
+            "connected": True, "robot_mode": arm.robot_mode, "in_control": arm.in_control,
+            "state_rate_hz": round(rate, 1),
+            "q": _fmt(s.q), "tcp_xyz": _fmt(s.tcp_pose[:3]), "tcp_quat_xyzw": _fmt(s.tcp_pose[3:]),
+            "tcp_rpy": _fmt(quat_to_rpy(s.tcp_pose[3:])), "wrench": _fmt(s.wrench, 2),
+            "tcp_in_box": box.contains(s.tcp_pose[:3]),
+        })
+        if lo is not None:
+            margin = float(np.min(np.minimum(s.q - lo, hi - s.q)))
+            arm_rep["joint_limit_margin_rad"] = round(margin, 4)
+            if margin < 0.1:
+                problems.append(f"a joint is {margin:.3f} rad from its limit")
+        if task.reset_q is not None:
+            arm.check_joints(task.reset_q)
+        if not arm_rep["tcp_in_box"]:
+            problems.append("the TCP is outside the workspace box: the first reset will do a "
+                            "joint reset to task.reset_q" if task.reset_q is not None else
+                            "the TCP is outside the workspace box and no task.reset_q is set")
+        if arm.robot_mode not in ("Idle", "Move"):
+            problems.append(f"robot mode is {arm.robot_mode} (user stop engaged / errors?)")
+    except Exception as exc:  # noqa: BLE001 (reported, not raised)
+        arm_rep["error"] = f"{type(exc).__name__}: {exc}"
+        problems.append(f"arm: {arm_rep['error']}")
+    finally:
+        if arm is not None:
+            arm.close()
+    report["arm"] = arm_rep
+
+    # ---- gripper -------------------------------------------------------------------------
+    g_cfg = kw.get("gripper", True)
+    if g_cfg:
+        g_rep: dict[str, Any] = {"connected": False}
+        try:
+            with FrankaGripper(host, **(g_cfg if isinstance(g_cfg, dict) else {})) as g:
+                gs = g.state()
+                g_rep.update({"connected": True, "width": round(gs.width, 4),
+                              "max_width": round(gs.max_width, 4), "grasped": gs.grasped})
+        except Exception as exc:  # noqa: BLE001
+            g_rep["error"] = f"{type(exc).__name__}: {exc}"
+            problems.append(f"gripper: {g_rep['error']}")
+        report["gripper"] = g_rep
+
+    # ---- cameras -------------------------------------------------------------------------
+    cams = []
+    for spec in kw.get("cameras", []) or []:
+        c_rep: dict[str, Any] = {"name": spec.get("name"), "type": spec.get("type")}
+        cam = None
+        try:
+            cam = make_camera(spec).open()
+            f = cam.read()
+            n0, t0 = cam.frames, time.monotonic()
+            time.sleep(camera_seconds)
+            f = cam.read()
+            fps = (cam.frames - n0) / (time.monotonic() - t0)
+            png = out / f"{cam.name}.png"
+            _write_png(png, f.rgb)
+            c_rep.update({"ok": True, "shape": list(f.rgb.shape), "fps": round(fps, 1),
+                          "png": str(png), "mean_rgb": _fmt(f.rgb.reshape(-1, 3).mean(0), 1)})
+            if f.depth is not None:
+                dpng = out / f"{cam.name}_depth.png"
+                d = f.depth
+                scaled = np.clip(d / max(float(np.percentile(d, 99)), 1e-6) * 255, 0, 255)
+                _write_png(dpng, np.repeat(scaled.astype(np.uint8)[..., None], 3, axis=2))
+                c_rep.update({"depth_png": str(dpng),
+                              "depth_range_m": _fmt([float(d[d > 0].min()) if (d > 0).any()
+                                                     else 0.0, float(d.max())], 3)})
+            if getattr(cam, "intrinsics", None):
+                c_rep["intrinsics"] = {k: (round(v, 3) if isinstance(v, float) else v)
+                                       for k, v in cam.intrinsics.items()}
+            if fps < 0.5 * float(kw.get("control_hz", 10.0)):
+                problems.append(f"camera {cam.name}: {fps:.1f} fps is below half the control rate")
+        except Exception as exc:  # noqa: BLE001
+            c_rep.update({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            problems.append(f"camera {spec.get('name')}: {c_rep['error']}")
+        finally:
+            if cam is not None:
+                cam.close()
+        cams.append(c_rep)
+    report["cameras"] = cams
+
+    fatal = [p for p in problems if p.startswith(("arm:", "gripper:", "camera"))]
+    report["problems"] = problems
+    report["ok"] = arm_rep.get("connected", False) and not fatal
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    if print_report:
+        print(format_report(report))
+    return report
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import imageio.v2 as imageio
+    imageio.imwrite(path, np.asarray(rgb, np.uint8))
+
+
+def format_report(r: dict) -> str:
+    lines = [f"robot check: {r['config']} ({r['env_id']}) -> {'OK' if r['ok'] else 'PROBLEMS'}"]
+    a = r["arm"]
+    if a.get("connected"):
+        lines += [f"  arm {r['host']}: connected in {a['connect_s']} s, mode {a['robot_mode']}, "
+                  f"state {a['state_rate_hz']} Hz (nothing was moved)",
+                  f"    q        {a['q']}",
+                  f"    tcp xyz  {a['tcp_xyz']}  rpy {a['tcp_rpy']}  in box: {a['tcp_in_box']}",
+                  f"    wrench   {a['wrench']}"]
+        if "joint_limit_margin_rad" in a:
+            lines.append(f"    joint-limit margin {a['joint_limit_margin_rad']} rad")
+    else:
+        lines.append(f"  arm {r['host']}: NOT CONNECTED: {a.get('error')}")
+    if "gripper" in r:
+        g = r["gripper"]
+        lines.append(f"  gripper: width {g['width']} / {g['max_width']} m, grasped {g['grasped']}"
+                     if g.get("connected") else f"  gripper: NOT CONNECTED: {g.get('error')}")
+    for c in r["cameras"]:
+        if c.get("ok"):
+            lines.append(f"  camera {c['name']} ({c['type']}): {c['shape']} at {c['fps']} fps -> "
+                         f"{c['png']}" + (f", depth {c['depth_range_m']} m" if "depth_png" in c
+                                          else ""))
+        else:
+            lines.append(f"  camera {c['name']} ({c['type']}): FAILED: {c.get('error')}")
+    if not r["cameras"]:
+        lines.append("  cameras: none configured")
+    s = r["safety"]
+    lines += [f"  safety box xyz {s['xyz_low']} .. {s['xyz_high']}",
+              f"             rpy {s['rpy_low']} .. {s['rpy_high']}",
+              f"    per-step limit {s['max_step_pos_m']} m / {s['max_step_rot_rad']} rad, action "
+              f"step {s['action_step_pos_m']} m, watchdog {s['watchdog_s']} s, "
+              f"{s['control_hz']} Hz",
+              f"    insertion pose in box: {s['insertion_pose_in_box']}, reset pose in box: "
+              f"{s['reset_pose_in_box']}"]
+    for label, p in s["impedance"].items():
+        lines.append(f"    {label} impedance: K {p['stiffness']}, D {p['damping']}, clip "
+                     f"{p['error_clip_m']} m / {p['error_clip_rad']} rad, "
+                     f"dtau {p['max_delta_tau_nm_per_ms']} Nm/ms")
+    for p in r["problems"]:
+        lines.append(f"  ! {p}")
+    return "\n".join(lines)
+
+
+def _cmd_check(args) -> int:
+    report = check_robot(args.config, out_dir=args.out, overrides=args.overrides)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    return 0 if report["ok"] else 1
+
+
+def add_cli(subparsers) -> None:
+    """Register `robot-rl robot check CONFIG` on the `robot-rl` subparsers."""
+    r = subparsers.add_parser("robot", help="real-robot session tools")
+    sub = r.add_subparsers(dest="robot_command", required=True)
+    c = sub.add_parser("check", help="connectivity, state, camera frames and safety limits "
+                                     "of a real-robot config, before anything moves")
+    c.add_argument("config",
+                   help="RunConfig YAML of a real env, e.g. config/franka_peg_insert.yaml")
+    c.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. env.kwargs.host=...")
+    c.add_argument("--out", help="where the PNGs and report.json go "
+                                 "(default runs/<name>/robot_check)")
+    c.add_argument("--json", help="also write the report here")
+    c.set_defaults(func=_cmd_check)
