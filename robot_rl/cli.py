@@ -74,6 +74,10 @@ def _cmd_bench(args) -> int:
         sim.run(steps=args.steps, rounds=args.rounds, json_path=args.json,
                 gym_hil_python=args.gym_hil_python)
         return 0
+    if args.what == "rewards":
+        from robot_rl.rewards.bench import run_bench_rewards
+        run_bench_rewards(args.json)
+        return 0
     if args.what == "robot":
         from robot_rl.hardware.bench_robot import run_bench_robot
         run_bench_robot(args.json, steps=min(args.steps, 300), host=args.host, cameras=args.cameras)
@@ -124,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")
-    b.add_argument("what", choices=["sim", "learn", "robot"])
+    b.add_argument("what", choices=["sim", "learn", "robot", "rewards"])
     b.add_argument("--json", help="write the results here")
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--rounds", type=int, default=3)
@@ -144,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_cli(sub)
     from robot_rl.hardware.session import add_cli as add_robot_cli  # robot check
     add_robot_cli(sub)
+    from robot_rl.rewards.cli import add_cli as add_reward_cli  # reward eval / gvl filter
+    add_reward_cli(sub)
     return p
 
 

@@ -27,6 +27,7 @@ class EnvConfig:
     teleop: Optional[str] = None                 # spacemouse | keyboard | gamepad: human interventions
     teleop_kwargs: dict = field(default_factory=dict)
     record_interventions: Optional[str] = None   # LeRobotDataset dir for every training episode
+    reward: Optional[dict] = None   # reward model: {name, kwargs, mode, terminate_on_success, ...}
 
 
 @dataclass
@@ -67,13 +68,17 @@ def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
     return cfgmod.load(RunConfig, path, overrides)
 
 
-def make_env(cfg: RunConfig, teleop: bool = True):
-    """The configured env; with `teleop`, wrapped so a human can take over (training only:
-    evaluation never opens the device)."""
+def make_env(cfg: RunConfig, teleop: bool = True, reward_model: bool = True):
+    """The configured env; with `teleop`, wrapped so a human can take over, and with
+    `reward_model`, rewarded by the configured model. Evaluation uses neither: it never opens
+    the device and scores the env's true success."""
     import gymnasium as gym
 
     import robot_rl  # noqa: F401  (registers ids)
     env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    if reward_model and cfg.env.reward:
+        from robot_rl.rewards.base import wrap_env_with_reward
+        env = wrap_env_with_reward(env, cfg.env.reward)
     if teleop and cfg.env.teleop:
         from robot_rl.hardware.intervention import InterventionWrapper
         from robot_rl.hardware.teleop import make_teleop
@@ -133,7 +138,11 @@ class Trainer:
         cfgmod.save(cfg, self.run_dir / "config.yaml")
         torch.set_num_threads(cfg.train.torch_threads)
         self.progress = progress
-        self.env, self.eval_env = make_env(cfg), make_env(cfg, teleop=False)
+        # torch imports triton lazily when the first optimizer is built; importing it after
+        # MuJoCo has made an EGL context segfaults, so load it before any env renders.
+        import torch._dynamo  # noqa: F401
+        self.env = make_env(cfg)
+        self.eval_env = make_env(cfg, teleop=False, reward_model=False)
         obs_space, act_dim = self.env.observation_space, self.env.action_space.shape[0]
         self.agent = SACAgent(obs_space, act_dim, cfg.agent, seed=cfg.seed)
         transforms = self.agent.replay_transforms()
