@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_robot_cli(sub)
     from robot_rl.rewards.cli import add_cli as add_reward_cli  # reward eval / gvl filter
     add_reward_cli(sub)
+    from robot_rl.hardware.ros2 import add_cli as add_ros2_cli  # ros2 run / record / bag-to-lerobot
+    add_ros2_cli(sub)
     return p
 
 

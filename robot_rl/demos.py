@@ -11,8 +11,9 @@ from robot_rl.sim.experts import make_expert
 
 def collect_scripted_demos(env_id: str, episodes: int, out: str, seed: int = 0,
                            noise: float = 0.0, fail_prob: float = 0.0,
-                           only_success: bool = False, max_attempts: int | None = None) -> str:
-    env = gym.make(env_id)
+                           only_success: bool = False, max_attempts: int | None = None,
+                           env_kwargs: dict | None = None) -> str:
+    env = gym.make(env_id, **(env_kwargs or {}))
     expert = make_expert(env, noise=noise, fail_prob=fail_prob, seed=seed)
     instruction = env.unwrapped.task.instruction
     kept = attempts = 0

@@ -175,7 +175,8 @@ class Trainer:
             if not (Path(path) / "meta" / "info.json").exists():
                 collect_scripted_demos(self.cfg.env.id, d.scripted_episodes, path,
                                        seed=self.cfg.seed * 7919 + 500_000,
-                                       noise=d.scripted_noise, only_success=True)
+                                       noise=d.scripted_noise, only_success=True,
+                                       env_kwargs=self.cfg.env.kwargs)
         if path is None:
             return
         keys = list(self.env.observation_space.spaces)
