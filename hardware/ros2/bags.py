@@ -146,6 +146,12 @@ def record(out, topics: list[str] | None = None, duration: float | None = None,
                 last_scan = time.monotonic()
     except KeyboardInterrupt:
         pass
+    except Exception as exc:
+        # SIGINT reaches rclpy's own handler first, which shuts the context down; spin_once then
+        # raises ExternalShutdownException. That is the normal way to stop a recording.
+        from rclpy.executors import ExternalShutdownException
+        if not isinstance(exc, ExternalShutdownException):
+            raise
     finally:
         signal.signal(signal.SIGTERM, old_term)
         writer.close()
