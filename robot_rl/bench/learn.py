@@ -43,7 +43,7 @@ def critic_update_flops(agent, batch: int) -> float:
     return 3 * cfg.num_critics * critic + m * critic + actor
 
 
-def throughput(seconds: float = 20.0, threads: int = 2) -> dict:
+def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = ()) -> dict:
     import gymnasium as gym
     import torch
 
@@ -52,7 +52,7 @@ def throughput(seconds: float = 20.0, threads: int = 2) -> dict:
     from robot_rl.data.replay import ReplayBuffer
     from robot_rl.train import load_config
     torch.set_num_threads(threads)
-    cfg = load_config(str(CONFIG_DIR / "pick_cube.yaml"))
+    cfg = load_config(str(CONFIG_DIR / "pick_cube.yaml"), list(overrides))
     env = gym.make(cfg.env.id)
     agent = SACAgent(env.observation_space, env.action_space.shape[0], cfg.agent)
     buf = ReplayBuffer(5000, env.observation_space, env.action_space.shape[0])
@@ -118,7 +118,7 @@ def run(tasks: list[str], seeds: int = 3, json_path: str | None = None,
         runs_dir: str = "runs/bench", overrides: list[str] = ()) -> dict:
     result: dict = {}
     if "throughput" in tasks:
-        result.update(throughput())
+        result.update(throughput(overrides=[o for o in overrides if o.startswith("agent.")]))
         print(f"critic updates/s {result['critic_updates_per_s']:.1f} "
               f"(ceiling {result['ceiling_updates_per_s']:.1f}/s from GEMM "
               f"{result['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s): "
