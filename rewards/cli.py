@@ -7,17 +7,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from robot_rl.config import parse_key_values  # noqa: E402  (yaml only)
 
 
-def _parse_kv(items) -> dict:
-    import yaml
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"expected key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
 
 
 def _emit(result: dict, json_path: str | None) -> None:
@@ -49,7 +41,7 @@ def _client_kwargs(args) -> dict:
 # ---------------------------------------------------------------------------- commands
 def _cmd_reward_eval(args) -> int:
     from robot_rl.rewards.base import evaluate_reward_model, make_reward_model
-    kwargs = _parse_kv(args.kwarg)
+    kwargs = parse_key_values(args.kwarg)
     if args.kwargs_json:
         kwargs.update(json.loads(args.kwargs_json))
     model = make_reward_model(args.model, **kwargs)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from robot_rl.config import parse_key_values  # noqa: E402  (yaml only)
 
 EXTRA_FEATURES = {
     "label.success": {"dtype": "bool", "shape": [1], "names": None},
@@ -379,21 +380,12 @@ def replay_episode(dataset_dir, episode: int, env_id: str | None = None,
 
 
 # ---- CLI ---------------------------------------------------------------------------------
-def _parse_kv(items: list[str]) -> dict:
-    import yaml
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"expected key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
 
 
 def _cmd_collect(args) -> int:
     stats = collect(args.env, args.teleop, args.episodes, args.out,
                     only_success=args.only_success, seed=args.seed, view=not args.no_view,
-                    teleop_kwargs=_parse_kv(args.teleop_arg), env_kwargs=_parse_kv(args.env_arg),
+                    teleop_kwargs=parse_key_values(args.teleop_arg), env_kwargs=parse_key_values(args.env_arg),
                     realtime=not args.no_realtime)
     print(json.dumps(stats))
     return 0

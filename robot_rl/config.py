@@ -100,6 +100,17 @@ def to_dict(cfg) -> dict:
     return clean(dataclasses.asdict(cfg))
 
 
+def parse_key_values(items) -> dict:
+    """CLI `KEY=VALUE` pairs -> dict, each value parsed as YAML (numbers, lists, bools)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"expected key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """`a.b=1` sets data['a']['b'] = 1 (the value parsed as YAML)."""
     for item in overrides:
