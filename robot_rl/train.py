@@ -180,10 +180,33 @@ class Trainer:
         if path is None:
             return
         keys = list(self.env.observation_space.spaces)
-        for t in iter_transitions(LeRobotDataset(path), keys):
+        transitions = list(iter_transitions(LeRobotDataset(path), keys))
+        relabeled = self._relabel_with_reward_model(transitions)
+        for t in transitions:
             self.demo.insert(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
                              t["truncated"], intervention=t["intervention"], is_demo=True)
-        print(f"loaded {len(self.demo)} demo transitions from {path}")
+        print(f"loaded {len(self.demo)} demo transitions from {path}"
+              + (" (rewards relabeled by the reward model)" if relabeled else ""))
+
+    def _relabel_with_reward_model(self, transitions: list[dict], chunk: int = 64) -> bool:
+        """With `env.reward` set, demo rewards come from the same model as online rewards, so
+        the two halves of every RLPD batch agree on what is rewarded."""
+        if not self.cfg.env.reward or not transitions:
+            return False
+        from robot_rl.rewards.base import RewardWrapper, relabel_transitions
+        env = self.env
+        while not isinstance(env, RewardWrapper):  # make_env put it under any other wrapper
+            env = env.env
+        for i in range(0, len(transitions), chunk):
+            part = transitions[i:i + chunk]
+            nxt = {k: np.stack([t["next_obs"][k] for t in part]) for k in part[0]["next_obs"]}
+            rewards, term = relabel_transitions(
+                env.model, nxt, env_rewards=[t["reward"] for t in part], mode=env.mode,
+                scale=env.scale, terminate_on_success=env.terminate_on_success,
+                terminated=[t["terminated"] for t in part])
+            for t, r, d in zip(part, rewards, term):
+                t["reward"], t["terminated"] = float(r), bool(d)
+        return True
 
     # ---- checkpoints --------------------------------------------------------------------
     def save(self) -> Path:
