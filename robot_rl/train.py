@@ -138,9 +138,6 @@ class Trainer:
         cfgmod.save(cfg, self.run_dir / "config.yaml")
         torch.set_num_threads(cfg.train.torch_threads)
         self.progress = progress
-        # torch imports triton lazily when the first optimizer is built; importing it after
-        # MuJoCo has made an EGL context segfaults, so load it before any env renders.
-        import torch._dynamo  # noqa: F401
         self.env = make_env(cfg)
         self.eval_env = make_env(cfg, teleop=False, reward_model=False)
         obs_space, act_dim = self.env.observation_space, self.env.action_space.shape[0]

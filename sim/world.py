@@ -63,6 +63,16 @@ _LIVE_WORLDS: "weakref.WeakSet[SimWorld]" = weakref.WeakSet()
 _ATEXIT_REGISTERED = False
 
 
+def _preload_triton() -> None:
+    """triton's native library segfaults when it is first loaded after an EGL context exists
+    (torch 2.14 loads it lazily, e.g. when the first optimizer is built; measured: render, then
+    `import torch._dynamo` -> SIGSEGV). Loading it before our first GL context avoids that."""
+    try:
+        import triton  # noqa: F401
+    except Exception:  # not installed (CPU-only torch, no torch at all): nothing to protect
+        pass
+
+
 def _close_renderers() -> None:
     for world in list(_LIVE_WORLDS):
         world.close()
@@ -312,6 +322,7 @@ class SimWorld:
     def render(self, camera: str, height: int, width: int) -> np.ndarray:
         key = (height, width)
         if key not in self._renderers:
+            _preload_triton()
             self._renderers[key] = mujoco.Renderer(self.model, height, width)
             global _ATEXIT_REGISTERED
             if not _ATEXIT_REGISTERED:
