@@ -135,14 +135,14 @@ def run_bench_robot(json_path: str | None = None, steps: int = 300, host: str | 
             robot_env = env.unwrapped
             clock = robot_env.clock = _TimedClock()
             observe_t: list[float] = []
-            inner_observe = robot_env._observe
+            inner_observe = robot_env.observe
 
             def timed_observe():
                 t = time.perf_counter()
                 obs = inner_observe()
                 observe_t.append(time.perf_counter() - t)
                 return obs
-            robot_env._observe = timed_observe
+            robot_env.observe = timed_observe
             rng = np.random.default_rng(seed)
             t = time.perf_counter()
             env.reset(seed=seed)

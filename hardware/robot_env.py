@@ -57,7 +57,8 @@ class RobotEnv(gym.Env):
         self._gripper_target = 1.0  # normalized closedness, -1 open .. +1 closed
 
     # ---- observation -------------------------------------------------------------------
-    def _observe(self) -> dict[str, np.ndarray]:
+    def observe(self) -> dict[str, np.ndarray]:
+        """The current observation (also used by the ROS 2 node and the step-overhead bench)."""
         s = self.arm.state()
         parts = [s.tcp_pose[:3], canonical_quat(s.tcp_pose[3:]), s.tcp_twist]
         if self.gripper is not None:
@@ -116,14 +117,14 @@ class RobotEnv(gym.Env):
         self._steps = 0
         self.task.reset(self, self.np_random)
         self._gripper_target = -1.0 if self.task.action.gripper else 1.0
-        obs = self._observe()
+        obs = self.observe()
         return obs, {"is_success": False, "intervention": False}
 
     def step(self, action):
         a = self.apply_action(action)
         self.clock.wait(self.period)
         self._steps += 1
-        obs = self._observe()
+        obs = self.observe()
         ev = self.task.evaluate(self)
         reward = float(ev.success) if self.reward_type == "sparse" else float(ev.reward)
         truncated = self._steps >= self.task.max_episode_steps

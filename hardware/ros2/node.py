@@ -384,7 +384,7 @@ def _node_class():
                 self._status("stale", problems)
                 return
             try:
-                obs = self.env._observe()
+                obs = self.env.observe()
                 det = self.params["deterministic"]
                 action = np.asarray(self.policy.act(obs, deterministic=det), dtype=np.float32)
                 a = self.env.apply_action(action)  # validates, applies the safety box, publishes
