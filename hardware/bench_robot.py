@@ -48,46 +48,13 @@ def _video(path: Path, w: int = 640, h: int = 480, n: int = 60, fps: float = 30.
 
 def _realsense_recording(path: Path, serial: str, w: int = 640, h: int = 480,
                          n: int = 30) -> str:
-    import pyrealsense2 as rs
-    dev = rs.software_device()
-    sensor = dev.add_sensor("Stereo Module")
-    cs, ds = rs.video_stream(), rs.video_stream()
-    for s, kind, uid, bpp, fmt in ((cs, rs.stream.color, 0, 3, rs.format.rgb8),
-                                    (ds, rs.stream.depth, 1, 2, rs.format.z16)):
-        s.type, s.index, s.uid, s.fps, s.bpp, s.fmt = kind, 0, uid, 30, bpp, fmt
-        s.width, s.height = w, h
-        i = rs.intrinsics()
-        i.width, i.height, i.fx, i.fy, i.ppx, i.ppy = w, h, 600.0, 600.0, w / 2, h / 2
-        i.model, i.coeffs = rs.distortion.none, [0.0] * 5
-        s.intrinsics = i
-    cp, dp = sensor.add_video_stream(cs), sensor.add_video_stream(ds)
-    sensor.add_read_only_option(rs.option.depth_units, 0.001)
-    ext = rs.extrinsics()
-    ext.rotation, ext.translation = [1, 0, 0, 0, 1, 0, 0, 0, 1], [0.015, 0, 0]
-    dp.register_extrinsics_to(cp, ext)
-    dev.register_info(rs.camera_info.serial_number, serial)
-    recorder = rs.recorder(str(path), dev)
-    sensor.open([cp, dp])
-    sensor.start(rs.frame_queue(10))
+    from robot_rl.hardware.cameras import write_realsense_recording
     rng = np.random.default_rng(1)
     img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
     depth = (500 + rng.integers(0, 1000, (h, w))).astype(np.uint16)
-    for k in range(n):
-        for prof, pix, stride, bpp in ((cp, np.roll(img, 4 * k, axis=1), w * 3, 3),
-                                       (dp, depth, w * 2, 2)):
-            f = rs.software_video_frame()
-            f.pixels, f.stride, f.bpp = pix, stride, bpp
-            f.timestamp, f.frame_number = k * 33.3, k
-            f.domain = rs.timestamp_domain.hardware_clock
-            f.profile = prof.as_video_stream_profile()
-            if prof is dp:
-                f.depth_units = 0.001
-            sensor.on_video_frame(f)
-        time.sleep(0.033)
-    sensor.stop()
-    sensor.close()
-    del recorder
-    return str(path)
+    return write_realsense_recording(path, [np.roll(img, 4 * k, axis=1) for k in range(n)],
+                                     [depth] * n, serial, fx_color=600.0, fx_depth=600.0,
+                                     baseline=0.015)
 
 
 def _camera_specs(kind: str, tmp: Path, image_size: int) -> list[dict]:

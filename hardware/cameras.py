@@ -262,6 +262,53 @@ class OpenCVCamera(_ThreadedCamera):
             self._cap = None
 
 
+def write_realsense_recording(path, color_frames: Sequence[np.ndarray],
+                              depth_frames: Sequence[np.ndarray], serial: str, fx_color: float,
+                              fx_depth: float, baseline: float, fps: int = 30) -> str:
+    """Record rgb8 colour + z16 depth (mm) frames through librealsense's software device and
+    recorder, as a real camera's recording: for tests and benchmarks without hardware. Pinhole
+    intrinsics with the principal point at the image centre; depth sits `baseline` metres along
+    x from colour."""
+    rs = _import_rs()
+    dev = rs.software_device()
+    sensor = dev.add_sensor("Stereo Module")
+    cs, ds = rs.video_stream(), rs.video_stream()
+    (ch, cw), (dh, dw) = color_frames[0].shape[:2], depth_frames[0].shape[:2]
+    for s, kind, uid, w, h, bpp, fmt, f in ((cs, rs.stream.color, 0, cw, ch, 3, rs.format.rgb8, fx_color),
+                                            (ds, rs.stream.depth, 1, dw, dh, 2, rs.format.z16, fx_depth)):
+        s.type, s.index, s.uid, s.fps, s.bpp, s.fmt = kind, 0, uid, fps, bpp, fmt
+        s.width, s.height = w, h
+        i = rs.intrinsics()
+        i.width, i.height, i.fx, i.fy, i.ppx, i.ppy = w, h, f, f, w / 2, h / 2
+        i.model, i.coeffs = rs.distortion.none, [0.0] * 5
+        s.intrinsics = i
+    cp, dp = sensor.add_video_stream(cs), sensor.add_video_stream(ds)
+    sensor.add_read_only_option(rs.option.depth_units, 0.001)
+    ext = rs.extrinsics()
+    ext.rotation, ext.translation = [1, 0, 0, 0, 1, 0, 0, 0, 1], [baseline, 0, 0]
+    dp.register_extrinsics_to(cp, ext)
+    dev.register_info(rs.camera_info.serial_number, serial)
+    dev.register_info(rs.camera_info.name, "software RealSense")
+    recorder = rs.recorder(str(path), dev)
+    sensor.open([cp, dp])
+    sensor.start(rs.frame_queue(10))
+    for k, (img, depth) in enumerate(zip(color_frames, depth_frames)):
+        for prof, pix, stride, bpp in ((cp, img, cw * 3, 3), (dp, depth, dw * 2, 2)):
+            f = rs.software_video_frame()
+            f.pixels, f.stride, f.bpp = np.ascontiguousarray(pix), stride, bpp
+            f.timestamp, f.frame_number = k * 1000.0 / fps, k
+            f.domain = rs.timestamp_domain.hardware_clock
+            f.profile = prof.as_video_stream_profile()
+            if prof is dp:
+                f.depth_units = 0.001
+            sensor.on_video_frame(f)
+        time.sleep(1.0 / fps)  # the recorder timestamps by arrival as well
+    sensor.stop()
+    sensor.close()
+    del recorder  # flushes and closes the file
+    return str(path)
+
+
 def list_realsense_devices() -> list[dict]:
     """Connected RealSense devices: [{"serial": ..., "name": ...}]."""
     rs = _import_rs()

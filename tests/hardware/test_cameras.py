@@ -10,6 +10,7 @@ import pytest
 
 from robot_rl.hardware.cameras import (CameraError, CameraLostError, OpenCVCamera,
                                        RealSenseCamera, make_camera)
+from robot_rl.hardware.cameras import write_realsense_recording as cameras_write_recording
 from robot_rl.hardware.safety import ConnectionLostError
 
 CW, CH, DW, DH = 64, 48, 32, 24      # colour / depth resolutions of the recording
@@ -17,55 +18,19 @@ FX_C, FX_D, BASELINE = 50.0, 25.0, 0.05
 SERIAL = "123456"
 
 
-def _intrinsics(rs, w, h, f):
-    i = rs.intrinsics()
-    i.width, i.height, i.fx, i.fy, i.ppx, i.ppy = w, h, f, f, w / 2, h / 2
-    i.model, i.coeffs = rs.distortion.none, [0.0] * 5
-    return i
-
-
 def write_realsense_recording(path, frames: int = 8):
     """Colour 64x48 (fx 50) + depth 32x24 (fx 25), depth->colour baseline 5 cm along x.
     Depth: 2 m background with a 1 m square at depth pixels [8:16, 8:16]. Colour frame k is
     (20k, 7, 255-20k)."""
-    import pyrealsense2 as rs
-    dev = rs.software_device()
-    sensor = dev.add_sensor("Stereo Module")
-    cs, ds = rs.video_stream(), rs.video_stream()
-    streams = ((cs, rs.stream.color, 0, CW, CH, 3, rs.format.rgb8, FX_C),
-               (ds, rs.stream.depth, 1, DW, DH, 2, rs.format.z16, FX_D))
-    for s, kind, uid, w, h, bpp, fmt, f in streams:
-        s.type, s.index, s.uid, s.fps, s.bpp, s.fmt = kind, 0, uid, 30, bpp, fmt
-        s.width, s.height = w, h
-        s.intrinsics = _intrinsics(rs, w, h, f)
-    cp, dp = sensor.add_video_stream(cs), sensor.add_video_stream(ds)
-    sensor.add_read_only_option(rs.option.depth_units, 0.001)
-    ext = rs.extrinsics()
-    ext.rotation, ext.translation = [1, 0, 0, 0, 1, 0, 0, 0, 1], [BASELINE, 0, 0]
-    dp.register_extrinsics_to(cp, ext)
-    dev.register_info(rs.camera_info.serial_number, SERIAL)
-    dev.register_info(rs.camera_info.name, "software RealSense")
-    recorder = rs.recorder(str(path), dev)
-    sensor.open([cp, dp])
-    sensor.start(rs.frame_queue(10))
     depth = np.full((DH, DW), 2000, np.uint16)
     depth[8:16, 8:16] = 1000
+    colours = []
     for k in range(frames):
         img = np.empty((CH, CW, 3), np.uint8)
         img[..., 0], img[..., 1], img[..., 2] = 20 * k, 7, 255 - 20 * k
-        for prof, pix, stride, bpp in ((cp, img, CW * 3, 3), (dp, depth, DW * 2, 2)):
-            f = rs.software_video_frame()
-            f.pixels, f.stride, f.bpp = pix, stride, bpp
-            f.timestamp, f.frame_number = k * 33.3, k
-            f.domain = rs.timestamp_domain.hardware_clock
-            f.profile = prof.as_video_stream_profile()
-            if prof is dp:
-                f.depth_units = 0.001
-            sensor.on_video_frame(f)
-        time.sleep(0.033)
-    sensor.stop()
-    sensor.close()
-    del recorder  # flushes and closes the file
+        colours.append(img)
+    return cameras_write_recording(path, colours, [depth] * frames, SERIAL, fx_color=FX_C,
+                                   fx_depth=FX_D, baseline=BASELINE)
 
 
 @pytest.fixture(scope="module")
