@@ -1,0 +1,1 @@
+"""Distributed actor/learner runtime on Ray (optional: needs the `ray` extra)."""

@@ -1,0 +1,1 @@
+"""Batched MuJoCo XLA (MJX) versions of the sim tasks (optional: needs the `mjx` extra)."""
