@@ -528,27 +528,34 @@ class SACAgent:
         return out
 
     # ------------------------------------------------------------------ acting
-    @torch.no_grad()
     def act(self, obs: Mapping[str, Any], deterministic: bool = False) -> np.ndarray:
         """Single (unbatched) observation dict -> env action ``float32 [A]`` in [-1, 1]."""
+        batched = {k: np.asarray(obs[k])[None] for k in self.encoder.vector_keys + self.encoder.image_keys}
+        return self.act_batch(batched, deterministic)[0]
+
+    @torch.no_grad()
+    def act_batch(self, obs: Mapping[str, Any], deterministic: bool = False) -> np.ndarray:
+        """Batched observation dict (leading dim N) -> env actions ``float32 [N, A]`` in [-1, 1],
+        one forward pass for N environments (vector envs, V-GPS candidates)."""
         t = {}
         for k in self.encoder.vector_keys + self.encoder.image_keys:
-            v = torch.as_tensor(np.asarray(obs[k])).unsqueeze(0).to(self.device)
+            v = torch.as_tensor(np.asarray(obs[k])).to(self.device)
             t[k] = v.float() if v.dtype in (torch.float16, torch.float64) else v
         feat = self.encoder(t)
+        n = feat.shape[0]
         if deterministic:
             a = self.actor.deterministic(feat)
         else:
-            noise = torch.randn(1, self.arm_dim, generator=self.act_generator, device=self.device)
+            noise = torch.randn(n, self.arm_dim, generator=self.act_generator, device=self.device)
             a = self.actor.sample(feat, noise)[0]
         if self.grasp is not None:
             g = self.grasp(feat).argmax(dim=-1)
             if not deterministic and self.config.grasp_epsilon > 0:
-                u = torch.rand((), generator=self.act_generator, device=self.device)
-                if float(u) < self.config.grasp_epsilon:
-                    g = torch.randint(0, 3, (1,), generator=self.act_generator, device=self.device)
+                u = torch.rand(n, generator=self.act_generator, device=self.device)
+                r = torch.randint(0, 3, (n,), generator=self.act_generator, device=self.device)
+                g = torch.where(u < self.config.grasp_epsilon, r, g)
             a = torch.cat([a, grasp_index_to_action(g).unsqueeze(-1)], dim=-1)
-        return a[0].float().cpu().numpy()
+        return a.float().cpu().numpy()
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> Dict[str, Any]:

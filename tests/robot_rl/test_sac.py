@@ -461,3 +461,16 @@ def test_config_defaults_and_from_dict():
     agent = SACAgent({"state": (5,)}, 4, SACConfig(hidden_dims=(16,)))
     assert agent.target_entropy == -2.0 and agent.actor_update_every == c.utd_ratio
     assert math.isclose(agent.alpha, c.init_temperature, rel_tol=1e-6)
+
+
+def test_act_batch_matches_single_act():
+    """One batched forward pass gives each row the action `act` gives that observation alone."""
+    import gymnasium as gym
+    from robot_rl.agents.sac import SACAgent, SACConfig
+    space = gym.spaces.Dict({"state": gym.spaces.Box(-1, 1, (5,), np.float32)})
+    agent = SACAgent(space, 4, SACConfig(grasp_critic=True), seed=0)
+    obs = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    batch = agent.act_batch({"state": obs}, deterministic=True)
+    assert batch.shape == (6, 4)
+    for i in range(6):
+        np.testing.assert_allclose(agent.act({"state": obs[i]}, deterministic=True), batch[i], atol=1e-6)
