@@ -27,7 +27,7 @@ from robot_rl.rewards.base import RewardModel, RewardOutput, as_batch, require_k
 
 __all__ = ["ClassifierConfig", "SuccessClassifier", "ClassifierReward", "train_success_classifier",
            "threshold_for_fpr", "split_episodes", "frames_from_dataset", "sim_success_frames",
-           "train_classifier_from_dataset", "classifier_reward_experiment",
+           "train_classifier_from_dataset",
            "preload_torch_before_rendering"]
 
 
@@ -432,39 +432,3 @@ def train_classifier_from_dataset(dataset, out, image_keys: Sequence[str] | None
 def _features(dataset) -> dict:
     from robot_rl.data.lerobot import LeRobotDataset
     return (dataset if isinstance(dataset, LeRobotDataset) else LeRobotDataset(dataset)).features
-
-
-# ---------------------------------------------------------------------------- end to end
-def classifier_reward_experiment(run_dir="runs/classifier_reward", episodes: int = 40,
-                                 image_size: int = 64, cameras: Sequence[str] = ("front", "wrist"),
-                                 total_env_steps: int = 30_000, seed: int = 0,
-                                 train_overrides: Sequence[str] = (), run: bool = True) -> dict:
-    """Benchmark (not a test: hours on a 2-core CPU): learn PandaPickCube from images with the
-    reward given ONLY by a success classifier trained on sim-labelled frames, episodes ending
-    when the classifier says success, and report the TRUE success rate (the env's own
-    `is_success`) of the evaluation episodes.
-
-    Needs the trainer's `env.reward` config section (`wrap_env_with_reward`). With
-    `run=False` it trains and saves the classifier and returns the config it would run."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = sim_success_frames("PandaPickCube", episodes, image_size, cameras, seed=seed,
-                              progress=True)
-    clf, report = train_success_classifier(data["images"], data["label"], data["episode"],
-                                           ClassifierConfig(image_keys=tuple(cameras)),
-                                           seed=seed, progress=True)
-    path = clf.save(run_dir / "success_classifier.pt")
-    (run_dir / "classifier_report.json").write_text(json.dumps(report, indent=2))
-    overrides = [
-        "name=classifier_reward", f"runs_dir={run_dir}", f"seed={seed}",
-        "env.id=robot_rl/PandaPickCubeVision-v0", f"env.kwargs.image_size={image_size}",
-        "env.reward.name=classifier", f"env.reward.kwargs.path={path}",
-        "env.reward.mode=replace", "env.reward.terminate_on_success=true",
-        f"train.total_env_steps={total_env_steps}", *train_overrides]
-    result = {"classifier": str(path), "classifier_report": report, "overrides": overrides}
-    if run:
-        from robot_rl import train
-        cfg = train.load_config(None, overrides)
-        result["train"] = train.train(cfg, progress=True)
-    (run_dir / "experiment.json").write_text(json.dumps(result, indent=2, default=str))
-    return result

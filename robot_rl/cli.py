@@ -82,6 +82,10 @@ def _cmd_bench(args) -> int:
         from robot_rl.hardware.bench_robot import run_bench_robot
         run_bench_robot(args.json, steps=min(args.steps, 300), host=args.host, cameras=args.cameras)
         return 0
+    if args.what == "classifier-reward":
+        from robot_rl.bench import classifier_reward
+        classifier_reward.run(runs_dir=args.runs_dir, json_path=args.json, overrides=args.overrides)
+        return 0
     if args.what == "learn":
         from robot_rl.bench import learn
         tasks = ["throughput", "replay", "state"] if args.quick else \
@@ -128,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")
-    b.add_argument("what", choices=["sim", "learn", "robot", "rewards"])
+    b.add_argument("what", choices=["sim", "learn", "robot", "rewards", "classifier-reward"])
     b.add_argument("--json", help="write the results here")
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--rounds", type=int, default=3)
@@ -136,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--task", help="learn: comma list of throughput,replay,state,vision")
     b.add_argument("--quick", action="store_true", help="learn: throughput, replay, one state seed")
     b.add_argument("--runs-dir", default="runs/bench", help="learn: where benchmark runs go")
-    b.add_argument("overrides", nargs="*", help="learn: config overrides for the training runs")
+    b.add_argument("overrides", nargs="*", help="learn / classifier-reward: config overrides for the training runs")
     b.add_argument("--host", help="robot: Franka host (default: start a franky-sim on loopback)")
     b.add_argument("--cameras", choices=["opencv", "realsense", "mixed"], default="opencv",
                    help="robot: the two cameras used")

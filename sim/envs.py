@@ -49,11 +49,12 @@ def impedance_params(impedance: str | ImpedanceParams) -> ImpedanceParams:
 
 
 def assemble_env(world, task: SimTask, arm: SimArm, camera_cls, cameras: tuple[str, ...],
-                 vision: bool, image_size: int, **env_kwargs) -> RobotEnv:
+                 vision: bool, image_size: int, privileged_state: bool = False,
+                 **env_kwargs) -> RobotEnv:
     """Bind `task` to `world` (either backend) and wrap them in a `RobotEnv`; with `vision`, the
-    `cameras` replace the privileged `env_state` in the observation."""
+    `cameras` replace the privileged `env_state` in the observation unless `privileged_state`."""
     task.bind(world)
-    if vision:
+    if vision and not privileged_state:
         task.env_state = lambda: None  # images replace privileged object state
     cams = [camera_cls(world, c, image_size, image_size) for c in cameras] if vision else []
     env = RobotEnv(arm, SimGripper(world), cams, task, clock=SimClock(world), **env_kwargs)
@@ -65,9 +66,10 @@ def make_sim_env(task: str = "PandaPickCube", vision: bool = False, image_size: 
                  cameras: tuple[str, ...] = ("front", "wrist"), control_hz: float = 10.0,
                  reward_type: str = "sparse", impedance: str | ImpedanceParams = "compliant",
                  controller: str = "auto", include_wrench: bool = False,
-                 render_mode: str | None = None) -> RobotEnv:
+                 render_mode: str | None = None, privileged_state: bool = False) -> RobotEnv:
     """A `RobotEnv` on the MuJoCo HAL. `vision=True` adds `cameras` (uint8 image_size^2) and drops
-    the privileged `env_state` from the observation."""
+    the privileged `env_state` from the observation; `privileged_state=True` keeps it (a state
+    policy whose reward model looks at the images, e.g. a success classifier)."""
     if task not in TASKS:
         raise ValueError(f"unknown sim task {task!r}; valid: {sorted(TASKS)}")
     t = TASKS[task]()
@@ -75,5 +77,5 @@ def make_sim_env(task: str = "PandaPickCube", vision: bool = False, image_size: 
     world = SimWorld(xml=build_scene(objects, hand + WRIST_CAMERA, PHYSICS_DT),
                      impedance=impedance_params(impedance), controller=controller)
     return assemble_env(world, t, SimArm(world), SimCamera, cameras, vision, image_size,
-                        control_hz=control_hz, reward_type=reward_type,
+                        privileged_state, control_hz=control_hz, reward_type=reward_type,
                         include_wrench=include_wrench, render_mode=render_mode)
