@@ -32,15 +32,19 @@ def gemm_flops_per_s(n: int = 512, seconds: float = 2.0) -> float:
 
 
 def critic_update_flops(agent, batch: int) -> float:
-    """Matmul FLOPs of one critic update (forward + backward ~ 3x forward for trained nets,
-    1x for the target forward and the next-action actor forward)."""
+    """Matmul FLOPs of one critic update of the default agent, including its share of the actor
+    step that follows every `actor_update_every` critic updates. Trained nets cost ~3x their
+    forward (forward + input and weight gradients); the target critics and the next-action actor
+    forward only; the actor step's critic pass (weights detached) forward + input gradient ~2x."""
     def mlp(dims):
         return sum(2 * batch * i * o for i, o in zip(dims[:-1], dims[1:]))
     cfg, feat, act = agent.config, agent.encoder.out_dim, agent.arm_dim
     critic = mlp([feat + act, *cfg.hidden_dims, 1])
     actor = mlp([feat, *(cfg.actor_hidden_dims or cfg.hidden_dims), 2 * act])
     m = cfg.critic_subsample or cfg.num_critics
-    return 3 * cfg.num_critics * critic + m * critic + actor
+    critic_step = 3 * cfg.num_critics * critic + m * critic + actor
+    actor_step = 3 * actor + 2 * cfg.num_critics * critic
+    return critic_step + actor_step / agent.actor_update_every
 
 
 def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = ()) -> dict:
