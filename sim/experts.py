@@ -1,7 +1,8 @@
 """Scripted experts for the simulated tasks: privileged-state controllers that produce demos.
 
 `noise` adds Gaussian action noise and `fail_prob` makes an episode deliberately botched (the
-gripper never closes / the arm wanders), for mixed-quality datasets.
+gripper never closes or closes in the air / the arm wanders), for mixed-quality datasets and
+for the negatives a success classifier must see (a raised arm with a closed, empty gripper).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class ScriptedExpert:
     def reset(self) -> None:
         self.phase, self.count = 0, 0
         self.failing = self.rng.random() < self.fail_prob
+        self.fail_mode = int(self.rng.integers(2)) if self.failing else 0
 
     def move(self, target: np.ndarray) -> np.ndarray:
         return np.clip((target - self.task.tcp) / self.task.action.step_pos, -1.0, 1.0)
@@ -44,6 +46,11 @@ class PickCubeExpert(ScriptedExpert):
         t = self.task
         cube, tcp = t.cube_pos.copy(), t.tcp
         open_, close = -1.0, 1.0
+        lift = np.array([cube[0], cube[1], 0.02 + 2.5 * t.lift_height])
+        if self.failing and self.fail_mode == 1:  # closes 6 cm above the cube, lifts nothing
+            self.count += 1
+            return np.append(self.move(cube + [0, 0, 0.06] if self.count < 15 else lift),
+                             close if self.count >= 10 else open_)
         if self.phase == 0:  # above the cube
             target = cube + [0, 0, 0.06]
             if np.linalg.norm(tcp[:2] - cube[:2]) < 0.006 and abs(tcp[2] - target[2]) < 0.03:
@@ -59,8 +66,7 @@ class PickCubeExpert(ScriptedExpert):
             if self.count >= 3:
                 self.phase = 3
             return np.append(self.move(cube + [0, 0, 0.002]), open_ if self.failing else close)
-        lift = np.array([cube[0], cube[1], 0.02 + 2.5 * t.lift_height])  # 3: lift
-        return np.append(self.move(lift), open_ if self.failing else close)
+        return np.append(self.move(lift), open_ if self.failing else close)  # 3: lift
 
 
 class PegInsertExpert(ScriptedExpert):
