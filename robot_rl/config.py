@@ -38,6 +38,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
+        if isinstance(value, str) and _has_kind(tp):  # `runtime: ray` = `runtime: {kind: ray}`
+            value = {"kind": value}
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return from_dict(tp, value, where)
@@ -127,6 +129,25 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def _has_kind(tp) -> bool:
+    return dataclasses.is_dataclass(tp) and any(f.name == "kind" for f in dataclasses.fields(tp))
+
+
+def expand_kind_shorthand(cls, overrides: list[str]) -> list[str]:
+    """`section=NAME` for a section with a `kind` field is short for `section.kind=NAME`
+    (`runtime=ray`), so it combines with `section.other=...` overrides in any order."""
+    out = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        tp = cls
+        for part in key.strip().split("."):
+            tp = typing.get_type_hints(tp).get(part) if dataclasses.is_dataclass(tp) else None
+        if sep and _has_kind(tp) and isinstance(yaml.safe_load(raw), str):
+            item = f"{key.strip()}.kind={raw}"
+        out.append(item)
+    return out
+
+
 def load(cls, path: str | Path | None = None, overrides: list[str] = ()):
     data: dict = {}
     if path is not None:
@@ -136,7 +157,7 @@ def load(cls, path: str | Path | None = None, overrides: list[str] = ()):
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: the top level must be a mapping")
-    return from_dict(cls, apply_overrides(data, list(overrides)))
+    return from_dict(cls, apply_overrides(data, expand_kind_shorthand(cls, list(overrides))))
 
 
 def save(cfg, path: str | Path) -> None:

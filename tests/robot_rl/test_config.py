@@ -29,3 +29,18 @@ def test_wrong_type_and_overrides():
     assert cfg.env.kwargs == {"reward_type": "dense"}
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("/nonexistent.yaml")
+
+
+def test_runtime_kind_shorthand(tmp_path):
+    cfg = load_config(None, ["runtime=ray", "runtime.actors=3"])
+    assert cfg.runtime.kind == "ray" and cfg.runtime.actors == 3
+    cfg = load_config(None, ["runtime.actors=3", "runtime=ray"])  # either order
+    assert cfg.runtime.kind == "ray" and cfg.runtime.actors == 3
+    assert load_config(None).runtime.kind == "local"
+    p = tmp_path / "c.yaml"
+    p.write_text("runtime: ray\n")
+    assert load_config(str(p)).runtime.kind == "ray"
+    with pytest.raises(ConfigError, match=r"runtime.kind must be 'local' or 'ray', got 'rya'"):
+        load_config(None, ["runtime=rya"])
+    with pytest.raises(ConfigError, match=r"runtime.actors must be >= 1"):
+        load_config(None, ["runtime=ray", "runtime.actors=0"])
