@@ -54,6 +54,33 @@ class TrainConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """Where the run executes. `local`: this process steps the env and learns (the default).
+    `ray`: `actors` env processes and one learner as Ray actors (robot_rl.distributed);
+    `runtime=ray` on the command line is short for `runtime.kind=ray`."""
+    kind: str = "local"                  # local | ray
+    address: Optional[str] = None        # existing Ray cluster ("auto", "HOST:PORT"); None: start one
+    num_cpus: Optional[int] = None       # CPUs of a locally started Ray; None: this machine's
+    actors: int = 2                      # env actor processes
+    weight_sync_every: int = 50          # learner updates between policy broadcasts to the actors
+    transitions_per_message: int = 16    # env steps per batch an actor sends
+    max_inflight: int = 2                # requested, unreceived batches per actor (backpressure)
+    actor_timeout_s: float = 300.0       # a batch later than this: the actor is killed and replaced
+    max_actor_restarts: int = 100        # replacements of dead actors before the run fails
+    max_learner_restarts: int = 3        # learner process restarts (each resumes its checkpoint)
+    actor_cpus: float = 1.0              # Ray CPUs reserved per env actor
+    learner_cpus: float = 0.0            # Ray CPUs reserved for the learner (it always runs on
+                                         # the driver's node, where the run directory is)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("local", "ray"):
+            raise ValueError(f"runtime.kind must be 'local' or 'ray', got {self.kind!r}")
+        for name in ("actors", "weight_sync_every", "transitions_per_message", "max_inflight"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"runtime.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     seed: int = 0
@@ -62,6 +89,7 @@ class RunConfig:
     agent: SACConfig = field(default_factory=SACConfig)
     demos: DemoConfig = field(default_factory=DemoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
@@ -89,6 +117,17 @@ def make_env(cfg: RunConfig, teleop: bool = True, reward_model: bool = True):
             recorder = EpisodeRecorder(cfg.env.record_interventions, env, env_id=cfg.env.id)
         env = InterventionWrapper(env, device, recorder=recorder)
     return env
+
+
+@dataclass
+class EpisodeStats:
+    """Running totals of the current episode of one env."""
+    ret: float = 0.0
+    length: int = 0
+    interventions: int = 0
+
+    def reset(self) -> None:
+        self.ret, self.length, self.interventions = 0.0, 0, 0
 
 
 def evaluate(agent, env, episodes: int, seed: int, video_path: Path | None = None,
@@ -120,6 +159,15 @@ def evaluate(agent, env, episodes: int, seed: int, video_path: Path | None = Non
             "length": float(np.mean(lengths)), "episodes": episodes}
 
 
+def check_run_dir(run_dir: Path, resume: bool) -> Path:
+    """A new run must not overwrite one that has checkpoints."""
+    if not resume and (run_dir / "checkpoints").exists() and \
+            any((run_dir / "checkpoints").glob("step_*")):
+        raise FileExistsError(f"{run_dir} already has checkpoints: resume it with "
+                              f"`robot-rl train --resume {run_dir}` or pick another name")
+    return run_dir
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path | None = None, resume: bool = False,
                  progress: bool = True):
@@ -129,17 +177,12 @@ class Trainer:
         from robot_rl.data.replay import MixedSampler, ReplayBuffer
         from robot_rl.metrics import MetricsLogger
         self.cfg = cfg
-        self.run_dir = Path(run_dir or Path(cfg.runs_dir) / cfg.name)
-        if not resume and (self.run_dir / "checkpoints").exists() and \
-                any((self.run_dir / "checkpoints").glob("step_*")):
-            raise FileExistsError(f"{self.run_dir} already has checkpoints: resume it with "
-                                  f"`robot-rl train --resume {self.run_dir}` or pick another name")
+        self.run_dir = check_run_dir(Path(run_dir or Path(cfg.runs_dir) / cfg.name), resume)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfgmod.save(cfg, self.run_dir / "config.yaml")
         torch.set_num_threads(cfg.train.torch_threads)
         self.progress = progress
-        self.env = make_env(cfg)
-        self.eval_env = make_env(cfg, teleop=False, reward_model=False)
+        self.env, self.eval_env = self._make_envs()
         obs_space, act_dim = self.env.observation_space, self.env.action_space.shape[0]
         self.agent = SACAgent(obs_space, act_dim, cfg.agent, seed=cfg.seed)
         transforms = self.agent.replay_transforms()
@@ -155,10 +198,16 @@ class Trainer:
         self.normalized = False
         self.elapsed = 0.0
         self.metrics = MetricsLogger(self.run_dir)
+        self.sample = self.sampler.sample_fn(cfg.agent.batch_size, self.rng)
+        self.updates_since, self.t_last, self.upd_rate = 0, time.perf_counter(), 0.0
         if resume:
             self._restore()
         else:
             self._load_demos()
+
+    def _make_envs(self):
+        """The env this process steps and the evaluation env."""
+        return make_env(self.cfg), make_env(self.cfg, teleop=False, reward_model=False)
 
     # ---- demos --------------------------------------------------------------------------
     def _load_demos(self) -> None:
@@ -206,13 +255,24 @@ class Trainer:
         return True
 
     # ---- checkpoints --------------------------------------------------------------------
+    def _state(self) -> dict:
+        """Counters and RNG saved in `trainer.json` (subclasses add theirs)."""
+        return {"step": self.step, "episode": self.episode, "rng": self.rng.bit_generator.state,
+                "recent": list(self.recent), "last_eval": self.last_eval,
+                "elapsed": self.elapsed, "normalized": self.normalized}
+
+    def _load_state(self, state: dict) -> None:
+        self.step, self.episode = state["step"], state["episode"]
+        self.rng.bit_generator.state = state["rng"]
+        self.recent.extend(tuple(x) for x in state["recent"])
+        self.last_eval, self.elapsed = state["last_eval"], state["elapsed"]
+        self.normalized = state["normalized"]
+
     def save(self) -> Path:
         import torch
 
         from robot_rl.checkpoint import save_checkpoint
-        state = {"step": self.step, "episode": self.episode, "rng": self.rng.bit_generator.state,
-                 "recent": list(self.recent), "last_eval": self.last_eval,
-                 "elapsed": self.elapsed, "normalized": self.normalized}
+        state = self._state()
         return save_checkpoint(self.run_dir / "checkpoints", self.step, {
             "agent.pt": lambda p: torch.save(self.agent.state_dict(), p),
             "replay_online.npz": self.online.save,
@@ -230,12 +290,7 @@ class Trainer:
         self.agent.load_state_dict(torch.load(ckpt / "agent.pt", weights_only=False))
         self.online.load(ckpt / "replay_online.npz")
         self.demo.load(ckpt / "replay_demo.npz")
-        state = json.loads((ckpt / "trainer.json").read_text())
-        self.step, self.episode = state["step"], state["episode"]
-        self.rng.bit_generator.state = state["rng"]
-        self.recent.extend(tuple(x) for x in state["recent"])
-        self.last_eval, self.elapsed = state["last_eval"], state["elapsed"]
-        self.normalized = state["normalized"]
+        self._load_state(json.loads((ckpt / "trainer.json").read_text()))
         self.metrics.truncate_after(self.step)
         print(f"resumed {self.run_dir} from {ckpt.name} (step {self.step})")
 
@@ -247,13 +302,12 @@ class Trainer:
         from tqdm import tqdm
         c = self.cfg.train
         env, agent = self.env, self.agent
-        sample = self.sampler.sample_fn(self.cfg.agent.batch_size, self.rng)
         obs, _ = env.reset(seed=self._episode_seed())
-        ep_return, ep_len, ep_interventions = 0.0, 0, 0
+        ep = EpisodeStats()
         bar = tqdm(total=c.total_env_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=not self.progress, desc=self.cfg.name)
-        t_last, updates_since, t_start = time.perf_counter(), 0, time.perf_counter() - self.elapsed
-        upd_rate = 0.0
+        t_start = time.perf_counter() - self.elapsed
+        self.t_last = time.perf_counter()
         try:
             while self.step < c.total_env_steps:
                 if self.step < c.random_steps:
@@ -261,61 +315,86 @@ class Trainer:
                 else:
                     action = agent.act(obs)
                 next_obs, reward, term, trunc, info = env.step(action)
-                executed = info.get("intervene_action", info.get("action", action))
-                self.online.insert(obs, executed, reward, next_obs, term, trunc, info)
-                if info.get("intervention"):  # HIL-SERL: human corrections also go to the demos
-                    self.demo.insert(obs, executed, reward, next_obs, term, trunc, info,
-                                     intervention=True, is_demo=True)
-                    ep_interventions += 1
-                self.step += 1
-                ep_return += reward
-                ep_len += 1
+                self.record(obs, action, reward, next_obs, term, trunc, info, ep)
                 obs = next_obs
-                if self.step > c.warmup_steps:
-                    if c.normalize_obs and not self.normalized:
-                        self._freeze_normalization()
-                    agent.update_many(sample)
-                    updates_since += self.cfg.agent.utd_ratio
                 if term or trunc:
-                    self.recent.append((bool(info["is_success"]), ep_interventions / ep_len))
-                    self.metrics.log("episode", self.step, episode=self.episode,
-                                     success=bool(info["is_success"]), episode_return=ep_return,
-                                     length=ep_len, intervention_rate=ep_interventions / ep_len)
-                    self.episode += 1
                     if info.get("teleop_lost"):
                         self.save()
                         print("teleop device lost: checkpoint saved; reconnect it and resume "
                               f"with `robot-rl train --resume {self.run_dir}`")
                         break
                     obs, _ = env.reset(seed=self._episode_seed())
-                    ep_return, ep_len, ep_interventions = 0.0, 0, 0
-                now = time.perf_counter()
-                if now - t_last > 2.0:
-                    upd_rate = updates_since / (now - t_last)
-                    t_last, updates_since = now, 0
-                    self.metrics.log("train", self.step, updates_per_s=upd_rate,
-                                     critic_steps=agent.critic_steps, alpha=agent.alpha)
-                bar.update(1)
-                if self.step % 10 == 0:
-                    rs = list(self.recent)
-                    bar.set_postfix(ep=self.episode,
-                                    succ=f"{np.mean([s for s, _ in rs]):.2f}" if rs else "-",
-                                    eval="-" if self.last_eval is None else f"{self.last_eval:.2f}",
-                                    upd_s=f"{upd_rate:.0f}",
-                                    interv=f"{np.mean([i for _, i in rs]):.2f}" if rs else "-",
-                                    refresh=False)
+                self.report(bar)
                 self.elapsed = time.perf_counter() - t_start
-                stop = False
-                if self.step % c.eval_every == 0 or self.step == c.total_env_steps:
-                    stop = self._evaluate()
-                if self.step % c.checkpoint_every == 0 or self.step == c.total_env_steps or stop:
-                    self.save()
-                if stop:
+                if self.evaluate_and_checkpoint():
                     break
         finally:
             bar.close()
             self.env.close()  # flushes a recording wrapper's last episode
             self.metrics.plot_curve()
+        return self.result()
+
+    def record(self, obs, action, reward, next_obs, term, trunc, info, ep: EpisodeStats,
+               learn: bool = True, **episode_fields) -> None:
+        """One env step, wherever it was taken: store it (human corrections also into the
+        demo buffer), count it, run the `utd_ratio` updates once past warm-up, and log the
+        episode when it ends (`episode_fields` go into that row)."""
+        executed = info.get("intervene_action", info.get("action", action))
+        self.online.insert(obs, executed, reward, next_obs, term, trunc, info)
+        if info.get("intervention"):  # HIL-SERL: human corrections also go to the demos
+            self.demo.insert(obs, executed, reward, next_obs, term, trunc, info,
+                             intervention=True, is_demo=True)
+            ep.interventions += 1
+        self.step += 1
+        ep.ret += reward
+        ep.length += 1
+        if learn and self.step > self.cfg.train.warmup_steps:
+            if self.cfg.train.normalize_obs and not self.normalized:
+                self._freeze_normalization()
+            self.agent.update_many(self.sample)
+            self.updates_since += self.cfg.agent.utd_ratio
+        if term or trunc:
+            rate = ep.interventions / ep.length
+            self.recent.append((bool(info["is_success"]), rate))
+            self.metrics.log("episode", self.step, episode=self.episode,
+                             success=bool(info["is_success"]), episode_return=ep.ret,
+                             length=ep.length, intervention_rate=rate, **episode_fields)
+            self.episode += 1
+            ep.reset()
+
+    def report(self, bar=None, every_s: float = 2.0) -> None:
+        """Updates/s into metrics.jsonl every `every_s` seconds; progress-bar postfix."""
+        now = time.perf_counter()
+        if now - self.t_last > every_s:
+            self.upd_rate = self.updates_since / (now - self.t_last)
+            self.t_last, self.updates_since = now, 0
+            self.metrics.log("train", self.step, updates_per_s=self.upd_rate,
+                             critic_steps=self.agent.critic_steps, alpha=self.agent.alpha)
+        if bar is None:
+            return
+        bar.update(self.step - bar.n)
+        if self.step % 10 == 0:
+            bar.set_postfix(refresh=False, **self.postfix())
+
+    def postfix(self) -> dict:
+        rs = list(self.recent)
+        return {"ep": self.episode,
+                "succ": f"{np.mean([s for s, _ in rs]):.2f}" if rs else "-",
+                "eval": "-" if self.last_eval is None else f"{self.last_eval:.2f}",
+                "upd_s": f"{self.upd_rate:.0f}",
+                "interv": f"{np.mean([i for _, i in rs]):.2f}" if rs else "-"}
+
+    def evaluate_and_checkpoint(self) -> bool:
+        """Evaluate and save when their step comes; True when the run should stop."""
+        c = self.cfg.train
+        stop = False
+        if self.step % c.eval_every == 0 or self.step == c.total_env_steps:
+            stop = self._evaluate()
+        if self.step % c.checkpoint_every == 0 or self.step == c.total_env_steps or stop:
+            self.save()
+        return stop
+
+    def result(self) -> dict:
         return {"step": self.step, "episodes": self.episode, "eval_success": self.last_eval,
                 "wall_clock_s": self.elapsed, "run_dir": str(self.run_dir)}
 
@@ -336,12 +415,18 @@ class Trainer:
 
 
 def train(cfg: RunConfig, progress: bool = True) -> dict:
+    if cfg.runtime.kind == "ray":
+        from robot_rl.distributed.runtime import run_distributed
+        return run_distributed(cfg, progress=progress)
     return Trainer(cfg, progress=progress).run()
 
 
 def resume(run_dir: str | Path, progress: bool = True, overrides: list[str] = ()) -> dict:
     run_dir = Path(run_dir)
     cfg = load_config(str(run_dir / "config.yaml"), overrides)
+    if cfg.runtime.kind == "ray":
+        from robot_rl.distributed.runtime import run_distributed
+        return run_distributed(cfg, run_dir=run_dir, resume=True, progress=progress)
     return Trainer(cfg, run_dir=run_dir, resume=True, progress=progress).run()
 
 
