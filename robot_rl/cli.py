@@ -86,6 +86,10 @@ def _cmd_bench(args) -> int:
         from robot_rl.bench import classifier_reward
         classifier_reward.run(runs_dir=args.runs_dir, json_path=args.json, overrides=args.overrides)
         return 0
+    if args.what == "language":
+        from robot_rl.rewards.language_bench import run_bench_language
+        run_bench_language(args.json, seeds=args.seeds)
+        return 0
     if args.what == "learn":
         from robot_rl.bench import learn
         tasks = ["throughput", "replay", "state"] if args.quick else \
@@ -132,11 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")
-    b.add_argument("what", choices=["sim", "learn", "robot", "rewards", "classifier-reward"])
+    b.add_argument("what", choices=["sim", "learn", "robot", "rewards", "classifier-reward",
+                                      "language"])
     b.add_argument("--json", help="write the results here")
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--rounds", type=int, default=3)
-    b.add_argument("--seeds", type=int, default=3, help="learn: training seeds")
+    b.add_argument("--seeds", type=int, default=3, help="learn: training seeds; language: seeds")
     b.add_argument("--task", help="learn: comma list of throughput,replay,state,vision")
     b.add_argument("--quick", action="store_true", help="learn: throughput, replay, one state seed")
     b.add_argument("--runs-dir", default="runs/bench", help="learn: where benchmark runs go")
