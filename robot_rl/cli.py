@@ -86,6 +86,10 @@ def _cmd_bench(args) -> int:
         from robot_rl.bench import classifier_reward
         classifier_reward.run(runs_dir=args.runs_dir, json_path=args.json, overrides=args.overrides)
         return 0
+    if args.what == "distributed":
+        from robot_rl.bench import distributed
+        distributed.run(json_path=args.json, rounds=args.rounds, overrides=args.overrides)
+        return 0
     if args.what == "language":
         from robot_rl.rewards.language_bench import run_bench_language
         run_bench_language(args.json, seeds=args.seeds)
@@ -137,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")
     b.add_argument("what", choices=["sim", "learn", "robot", "rewards", "classifier-reward",
-                                      "language"])
+                                      "distributed", "language"])
     b.add_argument("--json", help="write the results here")
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--rounds", type=int, default=3)

@@ -1,0 +1,104 @@
+"""`robot-rl bench distributed`: collection throughput of the Ray runtime with 1 vs 2 env
+actors (learner paused: it takes and stores transitions but does no updates), and the
+learner's update rate with and without actors collecting. One local Ray cluster, one learner
+with two actors; the 1-actor and 2-actor windows are interleaved rounds (median), because the
+machine is shared and its load drifts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def _config(overrides, runs_dir: str):
+    from robot_rl.train import load_config
+    big = 10**9
+    return load_config("config/reach.yaml", [
+        "runtime=ray", "runtime.actors=2", f"runs_dir={runs_dir}", f"name=bench_{int(time.time())}",
+        f"train.total_env_steps={big}", f"train.eval_every={big}", f"train.checkpoint_every={big}",
+        "train.warmup_steps=0", "train.video=false", "demos.scripted_episodes=2",
+        "train.torch_threads=1",  # the learner shares the cores with the actors
+        *overrides])
+
+
+def run(json_path: str | None = None, seconds: float = 10.0, rounds: int = 3,
+        overrides: list[str] = (), runs_dir: str | None = None) -> dict:
+    from tqdm import tqdm
+
+    from robot_rl.distributed.runtime import init_ray, start_learner
+    tmp = tempfile.TemporaryDirectory(prefix="bench_distributed_") if runs_dir is None else None
+    cfg = _config(list(overrides), runs_dir or tmp.name)
+    load_before = os.getloadavg()
+    started = init_ray(cfg.runtime)
+    import ray
+    learner = None
+    try:
+        learner = start_learner(cfg, Path(cfg.runs_dir) / cfg.name, resume=False)
+        ray.get(learner.collect_for.remote(3.0, 2))  # warm-up: envs built, policy loaded
+        ray.get(learner.drain.remote())
+        collect: dict[int, list[float]] = {1: [], 2: []}
+        updates: dict[int, list[float]] = {0: [], 2: []}
+        during: list[float] = []
+        bar = tqdm(total=rounds * 4, desc="bench distributed", unit="window")
+        for _ in range(rounds):
+            for k in (1, 2):
+                collect[k].append(ray.get(learner.collect_for.remote(seconds, k))["steps_per_s"])
+                ray.get(learner.drain.remote())  # requests left over stay out of the next window
+                bar.update(1)
+            for k in (0, 2):
+                res = ray.get(learner.update_for.remote(seconds, k))
+                updates[k].append(res["updates_per_s"])
+                if k:
+                    during.append(res["steps_per_s"])
+                ray.get(learner.drain.remote())
+                bar.update(1)
+        bar.close()
+        transport = ray.get(learner.transport.remote())
+    finally:
+        if learner is not None:
+            ray.get(learner.shutdown.remote())
+            ray.kill(learner)
+        if started:
+            ray.shutdown()
+        if tmp is not None:
+            tmp.cleanup()
+    med = statistics.median
+    rt = cfg.runtime
+    out = {
+        "one_actor_steps_per_s": med(collect[1]),
+        "two_actor_steps_per_s": med(collect[2]),
+        "speedup": med(collect[2]) / med(collect[1]),
+        "learner_updates_per_s_no_actors": med(updates[0]),
+        "learner_updates_per_s_two_actors": med(updates[2]),
+        "steps_per_s_during_updates_two_actors": med(during),
+        "rounds": {"one_actor": collect[1], "two_actor": collect[2],
+                   "updates_no_actors": updates[0], "updates_two_actors": updates[2]},
+        "transport_totals": transport["totals"],
+        "setup": {"env": cfg.env.id, "seconds_per_window": seconds, "rounds": rounds,
+                  "transitions_per_message": rt.transitions_per_message,
+                  "max_inflight": rt.max_inflight, "actor_cpus": rt.actor_cpus,
+                  "agent": {"hidden_dims": list(cfg.agent.hidden_dims),
+                            "num_critics": cfg.agent.num_critics,
+                            "batch_size": cfg.agent.batch_size},
+                  "learner_torch_threads": cfg.train.torch_threads,
+                  "cpu_count": os.cpu_count(), "loadavg_before": list(load_before),
+                  "loadavg_after": list(os.getloadavg())},
+    }
+    print(f"collection, learner paused: 1 actor {out['one_actor_steps_per_s']:.0f} steps/s, "
+          f"2 actors {out['two_actor_steps_per_s']:.0f} steps/s, speedup "
+          f"{out['speedup']:.2f}x (target >= 1.6x)")
+    print(f"learner updates/s: {out['learner_updates_per_s_no_actors']:.1f} without actors, "
+          f"{out['learner_updates_per_s_two_actors']:.1f} with 2 actors collecting "
+          f"({out['steps_per_s_during_updates_two_actors']:.0f} steps/s meanwhile)")
+    print(f"load average before/after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} CPUs")
+    t = transport["totals"]
+    print(f"transport: sent {t['sent']} received {t['received']} stored {t['stored']}")
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(out, indent=1))
+    return out
