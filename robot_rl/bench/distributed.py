@@ -3,6 +3,10 @@ actors (learner paused: it takes and stores transitions but does no updates), an
 learner's update rate with and without actors collecting. One local Ray cluster, one learner
 with two actors; the 1-actor and 2-actor windows are interleaved rounds (median), because the
 machine is shared and its load drifts.
+
+Baseline from the same rounds: the same `EnvActor.collect` loop in 1 and 2 plain processes
+(no Ray, no learner), i.e. what the machine gives two env processes right now; the Ray
+speedup is read against it.
 """
 from __future__ import annotations
 
@@ -25,6 +29,48 @@ def _config(overrides, runs_dir: str):
         *overrides])
 
 
+class _PlainEnvProcesses:
+    """`n` processes each stepping `EnvActor.collect` in a loop when told to (no Ray)."""
+
+    def __init__(self, cfg, n: int):
+        import multiprocessing as mp
+        ctx = mp.get_context("spawn")  # never fork a process that has Ray threads
+        self.pipes, self.procs = [], []
+        for i in range(n):
+            here, there = ctx.Pipe()
+            p = ctx.Process(target=_plain_worker, args=(cfg, 1000 + i, there), daemon=True)
+            p.start()
+            self.pipes.append(here)
+            self.procs.append(p)
+        for pipe in self.pipes:
+            pipe.recv()  # built its env
+
+    def rate(self, k: int, seconds: float) -> float:
+        """Total env steps/s of the first k processes running together."""
+        for pipe in self.pipes[:k]:
+            pipe.send(seconds)
+        return sum(pipe.recv() for pipe in self.pipes[:k])
+
+    def close(self) -> None:
+        for pipe, p in zip(self.pipes, self.procs):
+            pipe.send(None)
+            p.join(timeout=10)
+
+
+def _plain_worker(cfg, stream: int, conn) -> None:
+    from robot_rl.distributed.actor import EnvActor
+    actor = EnvActor(cfg, stream)
+    actor.version = 0  # act with its own initial weights: nothing to fetch
+    n_msg = cfg.runtime.transitions_per_message
+    conn.send("ready")
+    while (seconds := conn.recv()) is not None:
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            actor.collect(n_msg, [], 0, False)
+            n += n_msg
+        conn.send(n / (time.perf_counter() - t0))
+
+
 def run(json_path: str | None = None, seconds: float = 10.0, rounds: int = 3,
         overrides: list[str] = (), runs_dir: str | None = None) -> dict:
     from tqdm import tqdm
@@ -35,16 +81,21 @@ def run(json_path: str | None = None, seconds: float = 10.0, rounds: int = 3,
     load_before = os.getloadavg()
     started = init_ray(cfg.runtime)
     import ray
-    learner = None
+    learner = plain = None
     try:
+        plain = _PlainEnvProcesses(cfg, 2)
         learner = start_learner(cfg, Path(cfg.runs_dir) / cfg.name, resume=False)
         ray.get(learner.collect_for.remote(3.0, 2))  # warm-up: envs built, policy loaded
         ray.get(learner.drain.remote())
         collect: dict[int, list[float]] = {1: [], 2: []}
+        baseline: dict[int, list[float]] = {1: [], 2: []}
         updates: dict[int, list[float]] = {0: [], 2: []}
         during: list[float] = []
-        bar = tqdm(total=rounds * 4, desc="bench distributed", unit="window")
+        bar = tqdm(total=rounds * 6, desc="bench distributed", unit="window")
         for _ in range(rounds):
+            for k in (1, 2):
+                baseline[k].append(plain.rate(k, seconds))
+                bar.update(1)
             for k in (1, 2):
                 collect[k].append(ray.get(learner.collect_for.remote(seconds, k))["steps_per_s"])
                 ray.get(learner.drain.remote())  # requests left over stay out of the next window
@@ -59,6 +110,8 @@ def run(json_path: str | None = None, seconds: float = 10.0, rounds: int = 3,
         bar.close()
         transport = ray.get(learner.transport.remote())
     finally:
+        if plain is not None:
+            plain.close()
         if learner is not None:
             ray.get(learner.shutdown.remote())
             ray.kill(learner)
@@ -75,7 +128,11 @@ def run(json_path: str | None = None, seconds: float = 10.0, rounds: int = 3,
         "learner_updates_per_s_no_actors": med(updates[0]),
         "learner_updates_per_s_two_actors": med(updates[2]),
         "steps_per_s_during_updates_two_actors": med(during),
+        "plain_one_process_steps_per_s": med(baseline[1]),
+        "plain_two_process_steps_per_s": med(baseline[2]),
+        "plain_speedup": med(baseline[2]) / med(baseline[1]),
         "rounds": {"one_actor": collect[1], "two_actor": collect[2],
+                   "plain_one": baseline[1], "plain_two": baseline[2],
                    "updates_no_actors": updates[0], "updates_two_actors": updates[2]},
         "transport_totals": transport["totals"],
         "setup": {"env": cfg.env.id, "seconds_per_window": seconds, "rounds": rounds,
@@ -91,6 +148,9 @@ def run(json_path: str | None = None, seconds: float = 10.0, rounds: int = 3,
     print(f"collection, learner paused: 1 actor {out['one_actor_steps_per_s']:.0f} steps/s, "
           f"2 actors {out['two_actor_steps_per_s']:.0f} steps/s, speedup "
           f"{out['speedup']:.2f}x (target >= 1.6x)")
+    print(f"same env loop in plain processes (no Ray, no learner): 1 process "
+          f"{out['plain_one_process_steps_per_s']:.0f} steps/s, 2 processes "
+          f"{out['plain_two_process_steps_per_s']:.0f} steps/s, {out['plain_speedup']:.2f}x")
     print(f"learner updates/s: {out['learner_updates_per_s_no_actors']:.1f} without actors, "
           f"{out['learner_updates_per_s_two_actors']:.1f} with 2 actors collecting "
           f"({out['steps_per_s_during_updates_two_actors']:.0f} steps/s meanwhile)")

@@ -167,13 +167,17 @@ class DistributedTrainer(Trainer):
         actors for `seconds`. Returns transitions/s."""
         if not self.started:
             self.start()
-        n0, t0 = self.step, time.perf_counter()
+        n0, t0, busy = self.step, time.perf_counter(), 0.0
         while time.perf_counter() - t0 < seconds:
             self._request(active, limit=1 << 40)
-            for batch in self.fleet.poll(timeout=0.2):
+            batches = self.fleet.poll(timeout=0.2)
+            t = time.perf_counter()
+            for batch in batches:
                 self._ingest(batch, learn=False)
+            busy += time.perf_counter() - t
         dt = time.perf_counter() - t0
-        return {"transitions": self.step - n0, "seconds": dt, "steps_per_s": (self.step - n0) / dt}
+        return {"transitions": self.step - n0, "seconds": dt, "steps_per_s": (self.step - n0) / dt,
+                "learner_ingest_fraction": busy / dt}
 
     def update_for(self, seconds: float, active: int) -> dict:
         """Critic updates back to back for `seconds` while the first `active` actors (0: none)
