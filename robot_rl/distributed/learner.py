@@ -91,7 +91,9 @@ class DistributedTrainer(Trainer):
 
     def train_for(self, seconds: float) -> dict:
         """Train for about `seconds` (the driver calls this in a loop and shows progress)."""
-        if not self.started:
+        if self.step >= self.cfg.train.total_env_steps:
+            self.done = True  # e.g. resuming a finished run: no actors needed
+        elif not self.started:
             self.start()
         deadline = time.perf_counter() + seconds
         while not self.done and time.perf_counter() < deadline:
@@ -135,7 +137,8 @@ class DistributedTrainer(Trainer):
         while self.fleet.inflight_transitions():
             for batch in self.fleet.poll(timeout=1.0):
                 self._ingest(batch, learn=False)
-        self.elapsed = time.perf_counter() - self.t_start
+        if self.started:
+            self.elapsed = time.perf_counter() - self.t_start
         if self.save_pending or not (self.run_dir / "checkpoints" /
                                      f"step_{self.step:09d}").exists():
             self.save()
