@@ -113,7 +113,7 @@ class DistributedTrainer(Trainer):
         stream = batch["stream"]
         slot = self.counts.streams[stream]["slot"]
         self.unstored = batch["n"]
-        for obs, action, reward, next_obs, term, trunc, info, seed, t in unpack(batch):
+        for obs, action, reward, next_obs, term, trunc, info, seed, _t in unpack(batch):
             ep = self.episodes.setdefault(stream, EpisodeStats())
             self.record(obs, action, reward, next_obs, term, trunc, info, ep,
                         learn=learn and not self.done, actor=slot, stream=stream,
@@ -134,9 +134,7 @@ class DistributedTrainer(Trainer):
 
     def _finish(self) -> None:
         """Store what the actors already collected (never dropped), save, stop the actors."""
-        while self.fleet.inflight_transitions():
-            for batch in self.fleet.poll(timeout=1.0):
-                self._ingest(batch, learn=False)
+        self.drain()
         if self.started:
             self.elapsed = time.perf_counter() - self.t_start
         if self.save_pending or not (self.run_dir / "checkpoints" /
@@ -201,6 +199,7 @@ class DistributedTrainer(Trainer):
                 "steps_per_s": (self.step - n0) / dt, "seconds": dt}
 
     def drain(self) -> None:
+        """Take and store every requested batch (no updates)."""
         while self.fleet.inflight_transitions():
             for batch in self.fleet.poll(timeout=1.0):
                 self._ingest(batch, learn=False)
