@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_reward_cli(sub)
     from robot_rl.hardware.ros2 import add_cli as add_ros2_cli  # ros2 run / record / bag-to-lerobot
     add_ros2_cli(sub)
+    from robot_rl.offline_cli import add_cli as add_offline_cli  # offline (Cal-QL / IQL), bc
+    add_offline_cli(sub)
     return p
 
 
