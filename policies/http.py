@@ -1,0 +1,188 @@
+"""A generalist policy served over HTTP (OpenVLA-, Octo-style servers) as a Policy.
+
+Request/response schema (JSON over HTTP/1.1)
+--------------------------------------------
+``POST <url>`` (e.g. ``http://gpu-box:8000/act``), ``Content-Type: application/json``::
+
+    {
+      "observation": {                       # every key of the env observation
+        "state": {"dtype": "float32", "shape": [14], "data": "<base64>"},
+        "front": {"dtype": "uint8", "shape": [128, 128, 3], "data": "<base64>"}
+      },
+      "instruction": "pick up the red cube",  # or null
+      "num_samples": 10                       # how many independent action samples
+    }
+
+Each array is ``{"dtype", "shape", "data"}`` with ``data`` the base64 of its raw C-order
+bytes in little-endian byte order (``numpy.ndarray.tobytes()`` on x86/ARM), so images cost
+4/3 of their size and nothing is lost. A ``200`` reply is::
+
+    {"actions": [[...], ...]}                 # [num_samples, A] or [num_samples, H, A]
+
+where ``actions`` is a nested list of numbers or an encoded array as above. Actions are in
+the server's own action space; put an ``ActionRescale`` between it and a critic (V-GPS) or
+the env. Any other status is an error; its body (first 300 characters) ends up in the
+exception. :func:`serve` is a reference server for this schema around any local
+``Policy`` (a few lines wrap an OpenVLA/Octo model the same way).
+
+Errors (all subclasses of :class:`PolicyServerError`, each naming the URL):
+``PolicyServerTimeout`` (no reply within ``timeout`` seconds; also a ``TimeoutError``),
+``PolicyServerError`` (connection refused, HTTP status != 200),
+``PolicyServerProtocolError`` (reply is not JSON, lacks ``actions``, has the wrong number of
+samples, wrong action dim, or non-finite numbers; also a ``ValueError``).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+__all__ = ["HTTPPolicy", "PolicyServerError", "PolicyServerTimeout", "PolicyServerProtocolError",
+           "encode_array", "decode_array", "serve"]
+
+
+class PolicyServerError(RuntimeError):
+    pass
+
+
+class PolicyServerTimeout(PolicyServerError, TimeoutError):
+    pass
+
+
+class PolicyServerProtocolError(PolicyServerError, ValueError):
+    pass
+
+
+def encode_array(a: Any) -> Dict[str, Any]:
+    a = np.ascontiguousarray(a)
+    a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    return {"dtype": a.dtype.name, "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def decode_array(d: Any) -> np.ndarray:
+    """An encoded array dict (or a nested list of numbers) -> ndarray; ``ValueError`` if malformed."""
+    if isinstance(d, list):
+        try:
+            return np.asarray(d, dtype=np.float32)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not a rectangular list of numbers: {exc}") from None
+    if not isinstance(d, dict) or not {"dtype", "shape", "data"} <= set(d):
+        raise ValueError("an array must be a nested list or {dtype, shape, data}")
+    try:
+        dtype = np.dtype(d["dtype"]).newbyteorder("<")
+        raw = base64.b64decode(d["data"], validate=True)
+        return np.frombuffer(raw, dtype=dtype).reshape([int(s) for s in d["shape"]])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad encoded array ({exc})") from None
+
+
+class HTTPPolicy:
+    """Client for a policy server speaking the schema above.
+
+    Args:
+        url: full endpoint, e.g. ``http://127.0.0.1:8000/act``.
+        instruction: language instruction sent with every request.
+        timeout: seconds to wait for a reply (connect + read) before ``PolicyServerTimeout``.
+        action_dim: if given, replies whose last axis differs are rejected.
+        headers: extra HTTP headers (e.g. an auth token).
+    """
+
+    def __init__(self, url: str, instruction: Optional[str] = None, timeout: float = 10.0,
+                 action_dim: Optional[int] = None, headers: Optional[Mapping[str, str]] = None):
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {url!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        self.url, self.instruction, self.timeout = url, instruction, float(timeout)
+        self.action_dim = action_dim
+        self.headers = {"Content-Type": "application/json", **dict(headers or {})}
+
+    def request(self, obs: Mapping[str, Any], n: int) -> np.ndarray:
+        body = json.dumps({"observation": {k: encode_array(v) for k, v in obs.items()},
+                           "instruction": self.instruction, "num_samples": int(n)}).encode()
+        req = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode("utf-8", "replace")
+            raise PolicyServerError(f"policy server {self.url} answered HTTP {exc.code} {exc.reason}: "
+                                    f"{detail}") from None
+        except (socket.timeout, TimeoutError) as exc:
+            raise PolicyServerTimeout(f"policy server {self.url} did not answer within "
+                                      f"{self.timeout:g} s") from exc
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, (socket.timeout, TimeoutError)):
+                raise PolicyServerTimeout(f"policy server {self.url} did not answer within "
+                                          f"{self.timeout:g} s") from exc
+            raise PolicyServerError(f"cannot reach policy server {self.url}: {exc.reason}") from exc
+        return self._parse(raw, n)
+
+    def _parse(self, raw: bytes, n: int) -> np.ndarray:
+        def bad(why: str) -> PolicyServerProtocolError:
+            return PolicyServerProtocolError(f"malformed reply from policy server {self.url}: {why}; "
+                                             f"got {raw[:200]!r}")
+        try:
+            reply = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise bad("not JSON") from None
+        if not isinstance(reply, dict) or "actions" not in reply:
+            raise bad('expected an object with key "actions"')
+        try:
+            actions = decode_array(reply["actions"]).astype(np.float32)
+        except ValueError as exc:
+            raise bad(f'"actions": {exc}') from None
+        if actions.ndim not in (2, 3) or actions.shape[0] != n:
+            raise bad(f'"actions" must have shape [{n}, A] or [{n}, H, A], got {list(actions.shape)}')
+        if self.action_dim is not None and actions.shape[-1] != self.action_dim:
+            raise bad(f"actions have {actions.shape[-1]} dims, expected {self.action_dim}")
+        if not np.all(np.isfinite(actions)):
+            raise bad("actions contain NaN or inf")
+        return actions
+
+    def sample(self, obs: Mapping[str, Any], n: int) -> np.ndarray:
+        if n < 1:
+            raise ValueError(f"sample: n must be >= 1, got {n}")
+        return self.request(obs, n)
+
+    def act(self, obs: Mapping[str, Any]) -> np.ndarray:
+        return self.request(obs, 1)[0]
+
+
+def serve(policy: Any, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """Serve ``policy.sample(obs, n)`` under the schema above on a background thread.
+
+    Returns the running server (``server.server_address`` has the bound port; stop it with
+    ``server.shutdown(); server.server_close()``). Any path is accepted."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            try:
+                req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                obs = {k: decode_array(v) for k, v in req["observation"].items()}
+                n = int(req.get("num_samples", 1))
+                actions = np.asarray(policy.sample(obs, n), np.float32)
+                status, body = 200, {"actions": actions.tolist()}
+            except (KeyError, ValueError, TypeError) as exc:
+                status, body = 400, {"error": f"{type(exc).__name__}: {exc}"}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):  # keep stderr quiet
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True, name="policy-server").start()
+    return server
