@@ -94,6 +94,10 @@ def _cmd_bench(args) -> int:
         from robot_rl.rewards.language_bench import run_bench_language
         run_bench_language(args.json, seeds=args.seeds)
         return 0
+    if args.what == "vgps":
+        from robot_rl.bench import vgps
+        vgps.run(seeds=args.seeds, json_path=args.json)
+        return 0
     if args.what == "learn":
         from robot_rl.bench import learn
         tasks = ["throughput", "replay", "state"] if args.quick else \
@@ -141,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")
     b.add_argument("what", choices=["sim", "learn", "robot", "rewards", "classifier-reward",
-                                      "distributed", "language"])
+                                      "distributed", "language", "vgps"])
     b.add_argument("--json", help="write the results here")
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--rounds", type=int, default=3)

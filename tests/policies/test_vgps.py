@@ -179,3 +179,19 @@ def test_bad_arguments_are_named():
             return np.zeros(len(actions) + 1)
     with pytest.raises(ValueError, match="critic returned 3 values for 2 candidates"):
         ValueGuidedPolicy(FixedCandidates([[0.0], [1.0]]), WrongLength(), num_samples=2).act({})
+
+
+@pytest.mark.slow
+def test_bench_vgps_end_to_end_smoke(tmp_path):
+    """The benchmark's whole path at toy size: demos, BC, Cal-QL, five evaluations, JSON."""
+    import json
+
+    from robot_rl.bench import vgps
+    out = tmp_path / "vgps.json"
+    res = vgps.run(seeds=1, json_path=str(out), workdir=str(tmp_path / "work"), progress=False,
+                   demo_episodes=4, bc_steps=20, q_steps=10, episodes=2, num_samples=4,
+                   bc_hidden=(16,), q_hidden=(16,))
+    saved = json.loads(out.read_text())
+    for key in ("base_success", "vgps_success", "random_q_success", "k1_success"):
+        assert len(saved[key]) == 1 and 0.0 <= saved[key][0] <= 1.0
+    assert res["k1_equals_base"] and saved["per_seed"][0]["k1_length"] == saved["per_seed"][0]["base_length"]
