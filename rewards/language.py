@@ -36,12 +36,16 @@ A user compares two trajectories and says how one should change: "move closer to
    the mean of a per-step reward w . phi(s): `LanguageReward` is that per-step reward as a
    `RewardModel` (RewardWrapper, `make_reward_model("language", path=...)`).
 
-3. Trajectory improvement (`improve`, `TrajectoryImprover`): given trajectory A and utterance
-   u, the bank trajectory nearest to e_A + step * e_u/|e_u|. The paper uses cosine similarity
-   to e_A + e_u; with our latents (|e_A| >> |e_u| = 1) that barely moves away from A, so we use
-   Euclidean distance and a step in units of the median latent displacement along u between
-   latent-training pairs (`step_scale`), adapted over an interactive session like a trust
-   region (larger after an accepted proposal, smaller after a rejected one).
+3. Trajectory improvement. One step (`improve`): given trajectory A and utterance u, the bank
+   trajectory nearest to e_A + step * e_u/|e_u|. The paper uses cosine similarity to e_A + e_u;
+   with our latents (|e_A| >> |e_u| = 1) that barely moves away from A, so we use Euclidean
+   distance and a step in units of the median latent displacement along u between
+   latent-training pairs (`step_scale`). An interactive session (`TrajectoryImprover`, the user
+   keeps a proposal only if it is better) either repeats that step with a trust-region step
+   size (rule "nearest") or, by default (rule "reward"), proposes the best unshown trajectory
+   under a reward learned from the session's own feedback: what was said, and which proposals
+   were kept. Iterating the nearest step alone stalls when the one aspect the user names
+   cannot be improved without losing on others.
 """
 from __future__ import annotations
 
@@ -465,44 +469,88 @@ def improve(current_latent, utterance_latent, bank_latents, step: float = 1.0,
 
 
 class TrajectoryImprover:
-    """An interactive improvement session over a bank of trajectory latents [N, d].
+    """An interactive improvement session over a bank of trajectory latents [N, d]: the user
+    says how the current trajectory should change, `propose(current, utterance)` returns a bank
+    index (never one already shown in this session), and `feedback(accepted)` tells whether
+    the user kept it. Two rules:
 
-    `propose(current, utterance)` returns the bank index nearest to e_current + step * e_u
-    (never a trajectory already shown in this session); `feedback(accepted)` tells whether the
-    user kept it. The step is a trust region in units of `model.step_scale` (the median latent
-    displacement along u of the latent-training comparisons): it starts at `initial_step`,
-    grows by `grow` after an accepted proposal and shrinks by `shrink` after a rejected one, so
-    a far-away best trajectory is reached in few large steps and a close one is not
-    overshot. The defaults (6, 1.5, 0.5) were chosen on benchmark seeds 0-9; the benchmark
-    reports other seeds."""
+    * "reward" (default): the proposal is the unshown trajectory with the highest reward
+      learned from everything said in this session - each utterance says its aspect, in its
+      direction, raises the reward (sigmoid(sign * theta_k)); each judged proposal is a
+      preference between it and the trajectory it was meant to improve - with the reward
+      theta . (aspect axes . e) over the vocabulary's aspect axes (`aspects`).
+    * "nearest": the paper's rule, the trajectory nearest to e_current + step * e_u (`improve`).
+      The step is a trust region in units of `model.step_scale` (the median latent
+      displacement along u of the latent-training comparisons): it starts at `initial_step`,
+      grows by `grow` after an accepted proposal and shrinks by `shrink` after a rejected one.
+
+    The "reward" rule and the "nearest" constants (6, 1.5, 0.5) were chosen while developing on
+    benchmark bank 0, seeds 0-9; the benchmark reports other banks and seeds."""
 
     def __init__(self, model: "ComparativeLanguageModel", bank_latents,
-                 initial_step: float = 6.0, grow: float = 1.5, shrink: float = 0.5):
+                 aspects: FeedbackAspects | None = None, rule: str = "reward",
+                 initial_step: float = 6.0, grow: float = 1.5, shrink: float = 0.5,
+                 l2: float = 1e-2):
+        if rule not in ("reward", "nearest"):
+            raise ValueError(f"rule must be 'reward' or 'nearest', got {rule!r}")
+        if rule == "reward" and aspects is None:
+            raise ValueError("rule='reward' needs the feedback vocabulary (aspects=)")
         if initial_step <= 0 or grow < 1 or not 0 < shrink <= 1:
             raise ValueError(f"need initial_step > 0, grow >= 1, 0 < shrink <= 1; got "
                              f"{initial_step}, {grow}, {shrink}")
-        self.model, self.bank = model, np.asarray(bank_latents, np.float64)
+        self.model, self.aspects, self.rule = model, aspects, rule
+        self.bank = np.asarray(bank_latents, np.float64)
         self.step = float(initial_step) * model.step_scale
-        self.grow, self.shrink = float(grow), float(shrink)
+        self.grow, self.shrink, self.l2 = float(grow), float(shrink), float(l2)
         self.shown: set[int] = set()
-        self._pending = False
+        self.said: list[tuple[int, float]] = []        # (aspect, sign) of each utterance
+        self.prefs: list[tuple[int, int]] = []         # (better, worse) bank indices
+        self._pending: tuple[int, int] | None = None   # (current, proposal) awaiting feedback
+
+    def session_weights(self) -> np.ndarray:
+        """theta [K]: the session's reward over the aspect axes."""
+        import torch
+        import torch.nn.functional as F
+        G = torch.as_tensor(self.bank @ self.aspects.axes.T)   # [N, K]
+        k = torch.as_tensor([a for a, _ in self.said])
+        sign = torch.as_tensor([s for _, s in self.said], dtype=torch.float64)
+        D = G[[b for b, _ in self.prefs]] - G[[w for _, w in self.prefs]] if self.prefs else None
+
+        def loss(theta):
+            out = F.softplus(-(sign * theta[k])).mean() + self.l2 * (theta * theta).sum()
+            return out + F.softplus(-(D @ theta)).mean() if D is not None else out
+
+        return _minimize(loss, G.shape[1], 100).numpy()
 
     def propose(self, current: int, utterance: str) -> int:
         if not 0 <= current < len(self.bank):
             raise ValueError(f"current index {current} out of range for {len(self.bank)} "
                              f"trajectories")
+        if self._pending is not None:
+            raise RuntimeError("the previous proposal has no feedback() yet")
         self.shown.add(int(current))
-        eu = self.model.encode_utterances([utterance])[0]
-        nxt = improve(self.bank[current], eu, self.bank, self.step, exclude=sorted(self.shown))
+        if len(self.shown) == len(self.bank):
+            raise ValueError("every bank trajectory is excluded (already shown)")
+        if self.rule == "nearest":
+            eu = self.model.encode_utterances([utterance])[0]
+            nxt = improve(self.bank[current], eu, self.bank, self.step, exclude=sorted(self.shown))
+        else:
+            k, sign = self.aspects.classify([utterance])
+            self.said.append((int(k[0]), float(sign[0])))
+            score = self.bank @ self.aspects.axes.T @ self.session_weights()
+            score[sorted(self.shown)] = -np.inf
+            nxt = int(np.argmax(score))
         self.shown.add(nxt)
-        self._pending = True
+        self._pending = (int(current), nxt)
         return nxt
 
     def feedback(self, accepted: bool) -> None:
-        if not self._pending:
+        if self._pending is None:
             raise RuntimeError("feedback() without a proposal to judge")
+        current, proposal = self._pending
+        self.prefs.append((proposal, current) if accepted else (current, proposal))
         self.step *= self.grow if accepted else self.shrink
-        self._pending = False
+        self._pending = None
 
 
 # ---------------------------------------------------------------------------- the RewardModel

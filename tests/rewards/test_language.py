@@ -195,21 +195,33 @@ def test_improvement_reaches_the_best_trajectory(sim, sim_model):
 
 def test_improver_session_rules(sim_model):
     bank = np.random.default_rng(0).normal(size=(5, sim_model.latent_dim))
-    s = TrajectoryImprover(sim_model, bank, initial_step=2.0)
+    aspects = FeedbackAspects(sim_model, TEMPLATES)
+    with pytest.raises(ValueError, match="aspects"):
+        TrajectoryImprover(sim_model, bank)
+    s = TrajectoryImprover(sim_model, bank, aspects, rule="nearest", initial_step=2.0)
     with pytest.raises(RuntimeError, match="without a proposal"):
         s.feedback(True)
-    seen = {0}
-    step0 = s.step
+    seen, step0 = {0}, s.step
     for _ in range(4):  # never shows the same trajectory twice
         nxt = s.propose(0, "lift the cube higher")
+        with pytest.raises(RuntimeError, match="no feedback"):
+            s.propose(0, "lift the cube higher")
         assert nxt not in seen
         seen.add(nxt)
         s.feedback(False)
     assert s.step == pytest.approx(step0 * 0.5 ** 4)
+    assert [b for b, _ in s.prefs] == [0] * 4 and {w for _, w in s.prefs} == seen - {0}
     with pytest.raises(ValueError, match="excluded"):
         s.propose(0, "lift the cube higher")
     with pytest.raises(ValueError, match="out of range"):
         s.propose(9, "lift the cube higher")
+    # rule "reward": the first proposal is the bank's extreme along the named aspect
+    along = bank @ aspects.axes[FEATURES.index("cube_height")]
+    along[0] = -np.inf
+    r = TrajectoryImprover(sim_model, bank, aspects)
+    assert r.propose(0, "lift the cube higher") == int(np.argmax(along))
+    with pytest.raises(ValueError, match="rule"):
+        TrajectoryImprover(sim_model, bank, aspects, rule="teleport")
 
 
 def test_language_reward_model_is_per_step_and_round_trips(sim, sim_model, tmp_path):
