@@ -2,7 +2,9 @@
 
 1. Scripted-expert rollouts of PandaPickCube give camera frames labelled by the simulator's
    success check: clean ones (a quarter botched), all-botched ones (gripper never closes, or
-   closes in the air and lifts nothing) and noisy ones.
+   closes in the air and lifts nothing), noisy ones, and workspace sweeps (the arm visits
+   random points of the safety box, gripper open or closed, cube left on the table) - the
+   negatives a SERL user records by moving the arm around without succeeding.
 2. A success classifier is trained on them (episode-disjoint splits, threshold for a 1% FPR).
 3. Hard-negative rounds: SAC/RLPD trains for `mining_steps` with the classifier as the only
    reward; every frame the classifier calls a success but the simulator does not is a false
@@ -62,7 +64,8 @@ def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
     data = _concat([sim_success_frames("PandaPickCube", frame_episodes, size, cams,
                                        seed=3_000_000 + seed + 10_000 * i, fail_prob=fail,
                                        noise=noise, progress=True)
-                    for i, (fail, noise) in enumerate([(0.25, 0.0), (1.0, 0.0), (0.5, 0.3)])])
+                    for i, (fail, noise) in enumerate([(0.25, 0.0), (1.0, 0.0), (0.5, 0.3)])]
+                   + [workspace_sweep_frames(frame_episodes, size, cams, seed=4_000_000 + seed)])
     rounds = []
     for r in range(mining_rounds + 1):
         clf, report = train_success_classifier(data["images"], data["label"], data["episode"],
@@ -105,6 +108,38 @@ def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
     if json_path:
         Path(json_path).write_text(json.dumps(out, indent=2))
     return out
+
+
+def workspace_sweep_frames(episodes: int, image_size: int, cameras: tuple[str, ...], seed: int,
+                           waypoints: int = 4, steps_per_waypoint: int = 12) -> dict:
+    """Frames of the arm moving between random points of PandaPickCube's safety box with a
+    random gripper command, labelled by the simulator (almost all negatives)."""
+    from tqdm import tqdm
+
+    from robot_rl.rewards.classifier import preload_torch_before_rendering
+    from robot_rl.sim.envs import make_sim_env
+    preload_torch_before_rendering()
+    env = make_sim_env("PandaPickCube", vision=True, image_size=image_size, cameras=cameras)
+    task, rng = env.task, np.random.default_rng(seed)
+    box = task.safety
+    images, label, episode = {c: [] for c in cameras}, [], []
+    try:
+        for e in tqdm(range(episodes), desc="workspace sweeps", unit="ep"):
+            obs, _ = env.reset(seed=seed + e)
+            for _ in range(waypoints):
+                target = rng.uniform(box.xyz_low, box.xyz_high)
+                grip = rng.choice([-1.0, 1.0])
+                for _ in range(steps_per_waypoint):
+                    move = np.clip((target - task.tcp) / task.action.step_pos, -1, 1)
+                    obs = env.step(np.append(move, grip).astype(np.float32))[0]
+                    for c in cameras:
+                        images[c].append(obs[c])
+                    label.append(bool(task.evaluate(env).success))
+                    episode.append(e)
+    finally:
+        env.close()
+    return {"images": {c: np.stack(v) for c, v in images.items()}, "label": np.array(label),
+            "episode": np.array(episode)}
 
 
 def _concat(parts: list[dict]) -> dict:
