@@ -192,6 +192,7 @@ _FACTORIES: dict[str, Callable[..., RewardModel] | str] = {
     "classifier": "robot_rl.rewards.classifier:ClassifierReward",
     "perceptual": "robot_rl.rewards.perceptual:PerceptualReward.from_config",
     "vlm_success": "robot_rl.rewards.gvl:VLMSuccessDetector",
+    "language": "robot_rl.rewards.language:LanguageReward.load",
 }
 
 

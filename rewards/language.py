@@ -56,7 +56,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from robot_rl.rewards.base import RewardModel, as_batch, register_reward_model, require_key
+from robot_rl.rewards.base import RewardModel, as_batch, require_key
 
 __all__ = ["SentenceTransformerText", "OpenCLIPText", "TextCache", "make_text_encoder",
            "step_inputs", "ComparativeLanguageModel", "FeedbackAspects",
@@ -610,5 +610,3 @@ class LanguageReward(RewardModel):
         return cls(enc, z["mean"], z["std"], z["w"].numpy(), info["obs_keys"],
                    info["scale"] if scale is None else scale, meta)
 
-
-register_reward_model("language", "robot_rl.rewards.language:LanguageReward.load")
