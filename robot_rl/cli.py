@@ -61,6 +61,14 @@ def _cmd_eval(args) -> int:
 
     from robot_rl import train
     agent, cfg = train.load_policy(args.run_dir)
+    if args.backend == "mjx":  # N parallel MJX envs; actions cross as one [N, A] array per step
+        from robot_rl.sim.mjx.vector_env import evaluate_policy, make_mjx_vector_env
+        if args.video:
+            raise SystemExit("--video needs --backend mujoco (the MJX backend does not render)")
+        venv = make_mjx_vector_env(cfg.env.id, args.envs, **cfg.env.kwargs)
+        print(json.dumps(evaluate_policy(lambda o: agent.act_batch(o, deterministic=True), venv,
+                                         args.episodes, args.seed, progress=True)))
+        return 0
     env = train.make_env(cfg)
     video = Path(args.run_dir) / "videos" / "eval_cli.mp4" if args.video else None
     res = train.evaluate(agent, env, args.episodes, args.seed, video, progress=True)
@@ -73,6 +81,10 @@ def _cmd_bench(args) -> int:
         from robot_rl.bench import sim
         sim.run(steps=args.steps, rounds=args.rounds, json_path=args.json,
                 gym_hil_python=args.gym_hil_python)
+        return 0
+    if args.what == "mjx":
+        from robot_rl.bench import mjx
+        mjx.run(json_path=args.json)
         return 0
     if args.what == "rewards":
         from robot_rl.rewards.bench import run_bench_rewards
@@ -141,11 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--episodes", type=int, default=20)
     e.add_argument("--seed", type=int, default=2_000_000)
     e.add_argument("--video", action="store_true", help="write videos/eval_cli.mp4 (first episode)")
+    e.add_argument("--backend", choices=["mujoco", "mjx"], default="mujoco",
+                   help="mjx: batched MuJoCo XLA envs (state tasks; needs the mjx extra)")
+    e.add_argument("--envs", type=int, default=16, help="mjx: parallel environments")
     e.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")
     b.add_argument("what", choices=["sim", "learn", "robot", "rewards", "classifier-reward",
-                                      "distributed", "language", "vgps"])
+                                      "distributed", "language", "vgps", "mjx"])
     b.add_argument("--json", help="write the results here")
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--rounds", type=int, default=3)
