@@ -91,13 +91,17 @@ def run(json_path: str | None = None, seconds: float = 10.0, rounds: int = 3,
         baseline: dict[int, list[float]] = {1: [], 2: []}
         updates: dict[int, list[float]] = {0: [], 2: []}
         during: list[float] = []
+        ingest: list[float] = []  # fraction of the 2-actor windows the learner was busy storing
         bar = tqdm(total=rounds * 6, desc="bench distributed", unit="window")
         for _ in range(rounds):
             for k in (1, 2):
                 baseline[k].append(plain.rate(k, seconds))
                 bar.update(1)
             for k in (1, 2):
-                collect[k].append(ray.get(learner.collect_for.remote(seconds, k))["steps_per_s"])
+                res = ray.get(learner.collect_for.remote(seconds, k))
+                collect[k].append(res["steps_per_s"])
+                if k == 2:
+                    ingest.append(res["learner_ingest_fraction"])
                 ray.get(learner.drain.remote())  # requests left over stay out of the next window
                 bar.update(1)
             for k in (0, 2):
@@ -128,6 +132,7 @@ def run(json_path: str | None = None, seconds: float = 10.0, rounds: int = 3,
         "learner_updates_per_s_no_actors": med(updates[0]),
         "learner_updates_per_s_two_actors": med(updates[2]),
         "steps_per_s_during_updates_two_actors": med(during),
+        "learner_ingest_fraction_two_actors": med(ingest),
         "plain_one_process_steps_per_s": med(baseline[1]),
         "plain_two_process_steps_per_s": med(baseline[2]),
         "plain_speedup": med(baseline[2]) / med(baseline[1]),
@@ -147,7 +152,8 @@ def run(json_path: str | None = None, seconds: float = 10.0, rounds: int = 3,
     }
     print(f"collection, learner paused: 1 actor {out['one_actor_steps_per_s']:.0f} steps/s, "
           f"2 actors {out['two_actor_steps_per_s']:.0f} steps/s, speedup "
-          f"{out['speedup']:.2f}x (target >= 1.6x)")
+          f"{out['speedup']:.2f}x (target >= 1.6x); the learner was busy storing "
+          f"{100 * out['learner_ingest_fraction_two_actors']:.0f}% of the 2-actor windows")
     print(f"same env loop in plain processes (no Ray, no learner): 1 process "
           f"{out['plain_one_process_steps_per_s']:.0f} steps/s, 2 processes "
           f"{out['plain_two_process_steps_per_s']:.0f} steps/s, {out['plain_speedup']:.2f}x")
