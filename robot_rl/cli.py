@@ -44,6 +44,8 @@ def _cmd_demos(args) -> int:
 def _cmd_train(args) -> int:
     from robot_rl import train
     if args.resume:
+        if args.config and "=" in args.config:  # argparse took the first override for CONFIG
+            args.overrides, args.config = [args.config, *args.overrides], None
         if args.config:
             raise SystemExit("give either CONFIG or --resume RUN_DIR, not both")
         result = train.resume(args.resume, progress=not args.no_progress, overrides=args.overrides)

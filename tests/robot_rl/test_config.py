@@ -5,11 +5,17 @@ from robot_rl.train import RunConfig, load_config
 
 
 def test_shipped_configs_load():
+    """Every config in config/ loads with the schema of the command that runs it."""
     from pathlib import Path
+
+    from robot_rl import config as cfgmod
+    from robot_rl.offline_train import BCRunConfig, OfflineRunConfig
+    schemas = {"offline_": OfflineRunConfig, "bc_": BCRunConfig}  # robot-rl offline / bc
     configs = sorted(Path(__file__).parents[2].joinpath("config").glob("*.yaml"))
     assert configs
     for path in configs:
-        assert isinstance(load_config(str(path)), RunConfig)
+        schema = next((c for prefix, c in schemas.items() if path.name.startswith(prefix)), RunConfig)
+        assert isinstance(cfgmod.load(schema, str(path)), schema), path.name
 
 
 def test_wrong_key_names_key_and_valid_ones(tmp_path):
