@@ -100,7 +100,9 @@ class RewardWrapper(gym.Wrapper):
 
     * `mode="replace"`: reward = scale * model reward; `mode="add"`: env reward + scale * model.
     * `terminate_on_success`: the episode terminates when the model reports success (the
-      model must have a success detector). With `success_to_info`, `info["is_success"]` is
+      model must have a success detector). With `model_ends_episodes`, only the model ends
+      episodes: the env's own termination (a simulator's success check) is ignored, so no
+      ground truth reaches a learned-reward run. With `success_to_info`, `info["is_success"]` is
       the model's verdict (for real robots whose task cannot score success itself); otherwise
       it stays the env's and the model's is in `info["model_success"]`.
     * a non-finite model reward raises `RewardModelError` (`on_invalid="raise"`, default) or,
@@ -112,18 +114,22 @@ class RewardWrapper(gym.Wrapper):
 
     def __init__(self, env: gym.Env, model: RewardModel, mode: str = "replace",
                  terminate_on_success: bool = False, scale: float = 1.0,
-                 success_to_info: bool = False, on_invalid: str = "raise"):
+                 success_to_info: bool = False, on_invalid: str = "raise",
+                 model_ends_episodes: bool = False):
         super().__init__(env)
         if mode not in ("replace", "add"):
             raise ValueError(f"reward mode must be 'replace' or 'add', got {mode!r}")
         if on_invalid not in ("raise", "env"):
             raise ValueError(f"on_invalid must be 'raise' or 'env', got {on_invalid!r}")
+        if model_ends_episodes and not terminate_on_success:
+            raise ValueError("model_ends_episodes needs terminate_on_success")
         if (terminate_on_success or success_to_info) and not model.has_success:
             raise ValueError(f"{type(model).__name__} has no success detector: it cannot "
                              f"terminate episodes on success")
         self.model, self.mode, self.scale = model, mode, float(scale)
         self.terminate_on_success, self.success_to_info = terminate_on_success, success_to_info
         self.on_invalid = on_invalid
+        self.model_ends_episodes = model_ends_episodes
         self.invalid_steps = 0
 
     def reset(self, **kwargs):
@@ -154,7 +160,9 @@ class RewardWrapper(gym.Wrapper):
             info["model_success"] = model_success
             if self.success_to_info:
                 info["is_success"] = model_success
-            if self.terminate_on_success and model_success:
+            if self.model_ends_episodes:
+                terminated = model_success
+            elif self.terminate_on_success and model_success:
                 terminated = True
         return obs, reward, terminated, truncated, info
 
@@ -241,7 +249,7 @@ def wrap_env_with_reward(env: gym.Env, spec: Mapping[str, Any] | None) -> gym.En
     if not spec or not spec.get("name"):
         return env
     unknown = set(spec) - {"name", "kwargs", "mode", "terminate_on_success", "scale",
-                           "success_to_info", "on_invalid"}
+                           "success_to_info", "on_invalid", "model_ends_episodes"}
     if unknown:
         raise ValueError(f"unknown env.reward keys {sorted(unknown)}")
     model = make_reward_model(spec["name"], **dict(spec.get("kwargs") or {}))
@@ -249,7 +257,8 @@ def wrap_env_with_reward(env: gym.Env, spec: Mapping[str, Any] | None) -> gym.En
                          terminate_on_success=bool(spec.get("terminate_on_success", False)),
                          scale=float(spec.get("scale", 1.0)),
                          success_to_info=bool(spec.get("success_to_info", False)),
-                         on_invalid=spec.get("on_invalid", "raise"))
+                         on_invalid=spec.get("on_invalid", "raise"),
+                         model_ends_episodes=bool(spec.get("model_ends_episodes", False)))
 
 
 # ---------------------------------------------------------------------------- metrics

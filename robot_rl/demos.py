@@ -12,8 +12,14 @@ from robot_rl.sim.experts import make_expert
 def collect_scripted_demos(env_id: str, episodes: int, out: str, seed: int = 0,
                            noise: float = 0.0, fail_prob: float = 0.0,
                            only_success: bool = False, max_attempts: int | None = None,
-                           env_kwargs: dict | None = None) -> str:
+                           env_kwargs: dict | None = None, reward: dict | None = None) -> str:
+    """`reward`: a config's `env.reward` section; the demos are then recorded through that
+    reward model, so their rewards and episode ends are the model's (kept episodes are still
+    those the simulator scores as successful)."""
     env = gym.make(env_id, **(env_kwargs or {}))
+    if reward:
+        from robot_rl.rewards.base import wrap_env_with_reward
+        env = wrap_env_with_reward(env, reward)
     expert = make_expert(env, noise=noise, fail_prob=fail_prob, seed=seed)
     instruction = env.unwrapped.task.instruction
     kept = attempts = 0

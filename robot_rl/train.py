@@ -222,7 +222,7 @@ class Trainer:
                 collect_scripted_demos(self.cfg.env.id, d.scripted_episodes, path,
                                        seed=self.cfg.seed * 7919 + 500_000,
                                        noise=d.scripted_noise, only_success=True,
-                                       env_kwargs=self.cfg.env.kwargs)
+                                       env_kwargs=self.cfg.env.kwargs, reward=self.cfg.env.reward)
         if path is None:
             return
         keys = list(self.env.observation_space.spaces)

@@ -79,6 +79,23 @@ def test_replace_add_and_terminate_on_success():
     assert run_expert(env)[-1][4]["is_success"]
 
 
+def test_model_ends_episodes_ignores_the_env_termination():
+    """With a model that never sees success the env's own 2 cm success does not end the episode: the
+    expert hovers at the goal until the time limit, never rewarded; a loose model ends it."""
+    strict = RewardWrapper(gym.make("robot_rl/PandaReach-v0"), ReachOracle(tol=0.0),
+                           terminate_on_success=True, model_ends_episodes=True)
+    steps = run_expert(strict)
+    assert any(info["is_success"] for *_, info in steps)  # the simulator saw success ...
+    assert not any(term for _, _, term, _, _ in steps) and steps[-1][3]  # ... only truncation
+    assert all(r == 0.0 for _, r, *_ in steps)
+    loose = RewardWrapper(gym.make("robot_rl/PandaReach-v0"), ReachOracle(tol=0.06),
+                          terminate_on_success=True, model_ends_episodes=True)
+    *_, (obs, r, term, trunc, info) = run_expert(loose)
+    assert term and r == 1.0 and not info["is_success"]
+    with pytest.raises(ValueError, match="needs terminate_on_success"):
+        RewardWrapper(gym.make("robot_rl/PandaReach-v0"), ReachOracle(), model_ends_episodes=True)
+
+
 def test_invalid_rewards_are_never_silent():
     env = RewardWrapper(gym.make("robot_rl/PandaReach-v0"), ReachOracle(bad_every=3))
     env.reset(seed=0)
