@@ -29,9 +29,11 @@ import numpy as np
 ENV_ID = "robot_rl/PandaPickCube-v0"
 
 # Chosen so the BC policy is mediocre (see README): noisy moves, and half of the episodes
-# never close the gripper -> BC's gripper command is bimodal exactly where it matters.
+# botched (the gripper never closes, or closes in the air above the cube) -> BC's gripper
+# command is bimodal exactly where it matters. Demos are cached in `workdir` by these
+# settings and the seed; delete the directory after changing the scripted expert.
 DEFAULTS: Dict[str, Any] = dict(
-    demo_episodes=200, noise=0.3, fail_prob=0.5,
+    demo_episodes=200, noise=0.4, fail_prob=0.5,
     bc_steps=3000, q_steps=4000, num_samples=10, episodes=100,
     bc_hidden=(256, 256), q_hidden=(128, 128), cql_n_actions=4,
 )
