@@ -236,13 +236,17 @@ class Trainer:
 
     def _relabel_with_reward_model(self, transitions: list[dict], chunk: int = 64) -> bool:
         """With `env.reward` set, demo rewards come from the same model as online rewards, so
-        the two halves of every RLPD batch agree on what is rewarded."""
+        the two halves of every RLPD batch agree on what is rewarded. A terminated episode's
+        last step keeps its recorded reward: its next observation is not in the dataset.
+        (Record demos through the model, as scripted demos are, for that reward to be the
+        model's too.)"""
         if not self.cfg.env.reward or not transitions:
             return False
         from robot_rl.rewards.base import RewardWrapper, relabel_transitions
         env = self.env
         while not isinstance(env, RewardWrapper):  # make_env put it under any other wrapper
             env = env.env
+        transitions = [t for t in transitions if t.get("next_obs_stored", True)]
         for i in range(0, len(transitions), chunk):
             part = transitions[i:i + chunk]
             nxt = {k: np.stack([t["next_obs"][k] for t in part]) for k in part[0]["next_obs"]}

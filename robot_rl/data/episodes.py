@@ -58,7 +58,9 @@ def open_writer(root, env, fps: int = 10, robot_type: str = "panda") -> LeRobotD
 def iter_transitions(dataset: LeRobotDataset, obs_keys: list[str]) -> Iterator[dict]:
     """(obs, action, reward, next_obs, terminated, truncated, intervention) per step, for
     filling a replay buffer. A time-limited episode's last step has no stored next
-    observation, so it is skipped rather than bootstrapped from a wrong one."""
+    observation, so it is skipped rather than bootstrapped from a wrong one; a terminated
+    episode's last step keeps it, with its own observation standing in for the next one
+    (never bootstrapped) and `next_obs_stored` False, so nothing scores that stand-in."""
     names = {k: obs_feature_name(k) for k in obs_keys}
     missing = [n for n in names.values() if n not in dataset.features]
     if missing:
@@ -76,4 +78,4 @@ def iter_transitions(dataset: LeRobotDataset, obs_keys: list[str]) -> Iterator[d
                    "reward": float(ep["next.reward"][t]),
                    "next_obs": {k: ep[n][nxt] for k, n in names.items()},
                    "terminated": terminated, "truncated": t == T - 1 and not terminated,
-                   "intervention": bool(ep["intervention"][t])}
+                   "intervention": bool(ep["intervention"][t]), "next_obs_stored": t < T - 1}
