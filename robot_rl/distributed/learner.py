@@ -12,6 +12,8 @@ learner resumes from it with new actors on new seed streams.
 """
 from __future__ import annotations
 
+import os
+
 import time
 from pathlib import Path
 
@@ -26,7 +28,8 @@ class DistributedTrainer(Trainer):
         super().__init__(cfg, run_dir=run_dir, resume=resume, progress=False)
         if restarted and not resume:  # died before its first checkpoint: start over cleanly
             self.metrics.truncate_after(0)
-        self.metrics.log("learner_start", self.step, resumed=resume, restarted=restarted)
+        self.metrics.log("learner_start", self.step, resumed=resume, restarted=restarted,
+                         pid=os.getpid())
         self.counts = TransportCounts(self._transport_state.get("counts"))
         self.fleet = ActorFleet(cfg, self.counts, self._transport_state.get("next_stream", 0),
                                 log=lambda kind, **v: self.metrics.log(kind, self.step, **v))

@@ -103,13 +103,14 @@ def test_killed_actor_is_replaced_and_counts_match(ray_cluster, tmp_path):
     eps = rows(run, "episode")
     seeds = [e["episode_seed"] for e in eps]
     assert len(seeds) == len(set(seeds))
-    assert {e["stream"] for e in eps} == {0, 1, 2}
+    # the replacement took part (its first episode may still be running when the run ends)
+    assert {0, 1} <= {e["stream"] for e in eps} <= {0, 1, 2}
+    assert final["streams"]["2"]["sent"] > 0
     assert all(e["episode_seed"] // 10**9 == e["stream"] + 1 for e in eps)
 
 
 def test_learner_killed_resumes_checkpoint_then_resume_continues(ray_cluster, tmp_path):
     ray = ray_cluster
-    from robot_rl.distributed.runtime import learner_name
     run = tmp_path / "lrn"
     cfg = load_config("config/reach.yaml", TINY + [f"runs_dir={tmp_path}", "name=lrn",
                                                    "train.total_env_steps=500",
@@ -119,11 +120,21 @@ def test_learner_killed_resumes_checkpoint_then_resume_continues(ray_cluster, tm
     t = threading.Thread(target=lambda: result.update(train(cfg, progress=False)))
     t.start()
     deadline = time.time() + 120
+    # the pid comes from the log: asking the learner would queue behind its training call
+    # (a Ray actor runs one call at a time) and could let the run finish before the kill
+    starts = []
+    while not starts:
+        assert t.is_alive() and time.time() < deadline
+        time.sleep(0.05)
+        try:
+            starts = rows(run, "learner_start")
+        except (FileNotFoundError, ValueError):  # not written yet / a line half-written
+            pass
+    pid = starts[0]["pid"]
     while not (run / "checkpoints" / "step_000000200").exists():
         assert t.is_alive() and time.time() < deadline
-        time.sleep(0.1)
-    first = ray.get(ray.get_actor(learner_name(run)).ready.remote())
-    os.kill(first["pid"], signal.SIGKILL)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
     t.join(timeout=150)
     assert not t.is_alive() and result["step"] == 500, result
     # the restarted learner came from a checkpoint (200 or later), not from scratch
