@@ -55,7 +55,8 @@ def run(batch_sizes=(1, 64, 1024), task: str = "PandaPickCube", cpu_steps: int =
     cpu = [_cpu_rate(task, cpu_steps)]
     mjx: dict[str, dict] = {}
     for n in tqdm(batch_sizes, desc="mjx batch sizes", unit="size"):
-        mjx[str(n)] = _mjx_rate(task, n, min_seconds)
+        mjx[str(n)] = r = _mjx_rate(task, n, min_seconds)
+        tqdm.write(f"MJX {n} envs: {r['steps_per_s']:.1f} env steps/s (compile {r['compile_s']:.0f} s)")
         cpu.append(_cpu_rate(task, cpu_steps))  # interleaved: the machine is shared and noisy
     cpu_rate = float(np.median(cpu))
     result = {

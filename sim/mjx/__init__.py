@@ -1,18 +1,24 @@
 """Batched MuJoCo XLA (MJX) versions of the sim tasks (optional: needs the `mjx` extra).
 
-Importing this package sets one XLA flag for the CPU backend (before JAX creates it):
-XLA's newer CPU fusion emitters turn MJX's unrolled per-body scalar code into kernels that run
-40-140x slower than the classic emitters on this machine (measured: MJX forward kinematics of
-the Panda 14 ms vs 0.1 ms of CPU time per call). A user's own `XLA_FLAGS` setting of the same
-flag wins. The flag only concerns the CPU backend; GPU and TPU are unaffected.
+Importing this package sets two XLA flags for the CPU backend (before JAX creates it); a
+user's own `XLA_FLAGS` setting of either flag wins. Neither concerns GPU or TPU backends.
+
+- `--xla_cpu_use_fusion_emitters=false`: XLA's newer CPU fusion emitters turn MJX's unrolled
+  per-body scalar code into kernels 40-140x slower than the classic emitters (measured here:
+  MJX forward kinematics of the Panda 14 ms vs 0.1 ms of CPU time per call).
+- `--xla_cpu_multi_thread_eigen=false`: with it on, a 1024-env step hung here with every XLA
+  worker idle and the caller waiting forever in block_until_ready (the same wedge of the
+  Eigen pool on vmapped graphs as PyAutoLabs/PyAutoFit#1530, fixed there by this flag).
 """
 import os
 import sys
 import warnings
 
-_CPU_FLAG = "--xla_cpu_use_fusion_emitters=false"
-if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _CPU_FLAG).strip()
+_CPU_FLAGS = {"xla_cpu_use_fusion_emitters": "false", "xla_cpu_multi_thread_eigen": "false"}
+
+_missing = [f"--{k}={v}" for k, v in _CPU_FLAGS.items() if k not in os.environ.get("XLA_FLAGS", "")]
+if _missing:
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *_missing]).strip()
     if "jax" in sys.modules:  # too late if JAX already made its backends
         try:
             from jax._src.xla_bridge import backends_are_initialized
@@ -20,6 +26,7 @@ if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
         except (ImportError, AttributeError):
             _late = False
         if _late:
-            warnings.warn(f"JAX started before robot_rl.sim.mjx was imported, without {_CPU_FLAG}: "
-                          "MJX will run far slower on CPU. Import robot_rl.sim.mjx first or set "
-                          f"XLA_FLAGS={_CPU_FLAG}", stacklevel=2)
+            warnings.warn(f"JAX started before robot_rl.sim.mjx was imported, without "
+                          f"{' '.join(_missing)}: MJX will run far slower (or hang) on CPU. "
+                          f"Import robot_rl.sim.mjx first or set XLA_FLAGS accordingly.",
+                          stacklevel=2)
