@@ -128,9 +128,17 @@ class ActorFleet:
         return {inc.stream: inc.handle for inc in self.slots}
 
     def stats(self, timeout_s: float = 30.0) -> list[dict]:
-        """Each live actor's own counters (answered while it is collecting)."""
+        """Each live actor's own counters (answered while it is collecting). An actor that
+        died since its last batch is reported as such: the run's final log must not be lost
+        to it (its replacement would only be spawned by the next request)."""
         refs = [inc.handle.stats.options(concurrency_group="stats").remote() for inc in self.slots]
-        return self.ray.get(refs, timeout=timeout_s)
+        out = []
+        for inc, ref in zip(self.slots, refs):
+            try:
+                out.append(self.ray.get(ref, timeout=timeout_s))
+            except self.ray.exceptions.RayActorError as exc:
+                out.append({"stream": inc.stream, "dead": True, "error": str(exc)[:300]})
+        return out
 
     def shutdown(self, close_timeout_s: float = 10.0) -> None:
         """Close the live actors' envs (a recording wrapper flushes its episode), then end
