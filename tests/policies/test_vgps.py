@@ -17,12 +17,7 @@ from robot_rl.policies.bc import BCPolicy
 from robot_rl.policies.vgps import ValueGuidedPolicy, softmax
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 class FixedCandidates:

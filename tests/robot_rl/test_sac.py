@@ -32,13 +32,7 @@ from robot_rl.networks import (
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny nets: one intra-op thread is as fast and much more robust on a shared 2-core box."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 SMALL = dict(hidden_dims=(32, 32), num_critics=4, critic_subsample=2, batch_size=32)
