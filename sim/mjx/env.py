@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-import robot_rl.sim.mjx  # noqa: F401  (sets the XLA CPU flag before JAX starts its backend)
+import robot_rl.sim.mjx  # noqa: F401  (sets the XLA CPU flags before JAX starts its backend)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import mujoco  # noqa: E402
