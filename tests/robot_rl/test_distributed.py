@@ -67,17 +67,18 @@ def test_killed_actor_is_replaced_and_counts_match(ray_cluster, tmp_path):
     a killed actor loses only the batch it was stepping: at most transitions_per_message."""
     ray = ray_cluster
     from robot_rl.distributed.runtime import start_learner
-    n_msg, total = 8, 400  # multiples of n_msg: every request is a full batch
+    n_msg, total = 8, 800  # multiples of n_msg: every request is a full batch
     cfg = load_config("config/reach.yaml", TINY + [f"runs_dir={tmp_path}", "name=kill",
                                                    f"train.total_env_steps={total}",
                                                    "train.checkpoint_every=200"])
     learner = start_learner(cfg, tmp_path / "kill", resume=False)
     st = ray.get(learner.train_for.remote(1.0))
-    while st["step"] < 150:
-        st = ray.get(learner.train_for.remote(0.5))
+    while st["step"] < 150:  # short calls: the kill must land well before the run's end
+        st = ray.get(learner.train_for.remote(0.1))
     victim = ray.get(learner.actor_stats.remote())[0]
     os.kill(victim["pid"], signal.SIGKILL)
     while ray.get(learner.transport.remote())["totals"]["actor_restarts"] == 0:
+        assert not st["done"], "the run ended before the learner noticed the death"
         st = ray.get(learner.train_for.remote(0.2))  # the learner notices the death
     assert not st["done"]
     # wait (learner idle) until the replacement has built its env, so it takes part
