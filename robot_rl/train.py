@@ -63,7 +63,9 @@ class RuntimeConfig:
     num_cpus: Optional[int] = None       # CPUs of a locally started Ray; None: this machine's
     actors: int = 2                      # env actor processes
     weight_sync_every: int = 50          # learner updates between policy broadcasts to the actors
-    transitions_per_message: int = 16    # env steps per batch an actor sends
+    transitions_per_message: int = 64    # env steps per batch an actor sends: fewer, larger
+                                         # messages leave the cores to the envs (bench
+                                         # distributed: 16 -> 1.53x, 64 -> 1.87x for 2 actors)
     max_inflight: int = 2                # requested, unreceived batches per actor (backpressure)
     actor_timeout_s: float = 300.0       # a batch later than this: the actor is killed and replaced
     max_actor_restarts: int = 100        # replacements of dead actors before the run fails
