@@ -109,7 +109,8 @@ class RewardWrapper(gym.Wrapper):
       with `on_invalid="env"`, falls back to the env's reward for that step and flags
       `info["reward_invalid"]` (counted in `invalid_steps`) - never silently a made-up value.
 
-    `info` also carries `env_reward` and `model_reward`.
+    `info` also carries `env_reward`, `env_terminated` and `model_reward` (the replay keeps the
+    first two, so a new model can relabel stored transitions: `Trainer.set_reward_model`).
     """
 
     def __init__(self, env: gym.Env, model: RewardModel, mode: str = "replace",
@@ -144,7 +145,8 @@ class RewardWrapper(gym.Wrapper):
             model_reward, model_success = float(out.reward[0]), bool(out.success[0])
         else:
             model_reward, model_success = float(np.asarray(self.model([obs]))[0]), None
-        info = dict(info, env_reward=float(env_reward), model_reward=model_reward)
+        info = dict(info, env_reward=float(env_reward), env_terminated=bool(terminated),
+                    model_reward=model_reward)
         if not math.isfinite(model_reward):
             if self.on_invalid == "raise":
                 raise RewardModelError(f"{type(self.model).__name__} returned a non-finite "

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -170,13 +170,17 @@ def check_run_dir(run_dir: Path, resume: bool) -> Path:
     return run_dir
 
 
+# replay extras of runs with `env.reward`: what the env itself said (see RewardWrapper)
+REWARD_MODEL_EXTRAS = {"env_reward": ((), np.float32), "env_terminated": ((), np.bool_)}
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path | None = None, resume: bool = False,
                  progress: bool = True):
         import torch
 
         from robot_rl.agents.sac import SACAgent
-        from robot_rl.data.replay import MixedSampler, ReplayBuffer
+        from robot_rl.data.replay import DEFAULT_EXTRA_SPEC, MixedSampler, ReplayBuffer
         from robot_rl.metrics import MetricsLogger
         self.cfg = cfg
         self.run_dir = check_run_dir(Path(run_dir or Path(cfg.runs_dir) / cfg.name), resume)
@@ -188,10 +192,14 @@ class Trainer:
         obs_space, act_dim = self.env.observation_space, self.env.action_space.shape[0]
         self.agent = SACAgent(obs_space, act_dim, cfg.agent, seed=cfg.seed)
         transforms = self.agent.replay_transforms()
+        # with a reward model the env's own reward and termination are kept too, so a new
+        # model can relabel what is stored (`set_reward_model`)
+        extras = {**DEFAULT_EXTRA_SPEC, **(REWARD_MODEL_EXTRAS if cfg.env.reward else {})}
         self.online = ReplayBuffer(cfg.train.replay_capacity, obs_space, act_dim,
-                                   obs_transforms=transforms)
+                                   obs_transforms=transforms, extra_spec=extras)
         self.demo = ReplayBuffer(cfg.train.replay_capacity, obs_space, act_dim,
-                                 obs_transforms=transforms, is_demo=True)
+                                 obs_transforms=transforms, extra_spec=extras, is_demo=True)
+        self.periodic: list[tuple[int, Callable[["Trainer"], None]]] = []  # see `every`
         self.sampler = MixedSampler(self.demo, self.online, cfg.agent.demo_ratio)
         self.rng = np.random.default_rng(cfg.seed)
         self.step = self.episode = 0
@@ -236,6 +244,40 @@ class Trainer:
         print(f"loaded {len(self.demo)} demo transitions from {path}"
               + (" (rewards relabeled by the reward model)" if relabeled else ""))
 
+    def _reward_wrapper(self):
+        from robot_rl.rewards.base import RewardWrapper
+        env = self.env
+        while not isinstance(env, RewardWrapper):  # make_env put it under any other wrapper
+            if not hasattr(env, "env"):
+                raise ValueError("this run has no reward model (env.reward is not set)")
+            env = env.env
+        return env
+
+    def set_reward_model(self, model) -> int:
+        """Swap the run's reward model (e.g. a success classifier retrained on the false
+        positives the policy found: HIL-SERL's loop) and relabel the online replay with it,
+        as the env would have rewarded and terminated those steps under the new model. Demo
+        transitions keep their labels: a terminated demo's last next observation is not
+        stored. Returns how many online transitions changed."""
+        from robot_rl.rewards.base import relabel_transitions
+        w = self._reward_wrapper()
+        w.model = model
+
+        def relabel(batch):
+            return relabel_transitions(
+                model, batch["next_obs"], env_rewards=batch["env_reward"], mode=w.mode,
+                scale=w.scale, terminate_on_success=w.terminate_on_success,
+                terminated=None if w.model_ends_episodes else batch["env_terminated"])
+        changed = self.online.relabel(relabel)
+        self.metrics.log("reward_model_swap", self.step, relabeled=changed,
+                         transitions=len(self.online))
+        return changed
+
+    def every(self, n_steps: int, fn: Callable[["Trainer"], None]) -> None:
+        """Call `fn(trainer)` after every `n_steps`-th env step of `run` (e.g. to refresh a
+        reward model)."""
+        self.periodic.append((int(n_steps), fn))
+
     def _relabel_with_reward_model(self, transitions: list[dict], chunk: int = 64) -> bool:
         """With `env.reward` set, demo rewards come from the same model as online rewards, so
         the two halves of every RLPD batch agree on what is rewarded. A terminated episode's
@@ -244,10 +286,8 @@ class Trainer:
         model's too.)"""
         if not self.cfg.env.reward or not transitions:
             return False
-        from robot_rl.rewards.base import RewardWrapper, relabel_transitions
-        env = self.env
-        while not isinstance(env, RewardWrapper):  # make_env put it under any other wrapper
-            env = env.env
+        from robot_rl.rewards.base import relabel_transitions
+        env = self._reward_wrapper()
         transitions = [t for t in transitions if t.get("next_obs_stored", True)]
         for i in range(0, len(transitions), chunk):
             part = transitions[i:i + chunk]
@@ -322,6 +362,9 @@ class Trainer:
                     action = agent.act(obs)
                 next_obs, reward, term, trunc, info = env.step(action)
                 self.record(obs, action, reward, next_obs, term, trunc, info, ep)
+                for n_steps, fn in self.periodic:
+                    if self.step % n_steps == 0:
+                        fn(self)
                 obs = next_obs
                 if term or trunc:
                     if info.get("teleop_lost"):

@@ -13,7 +13,11 @@
    steps (here: the arm raised higher than any training frame scored as "lifted", 8-step
    episodes, 0% true success after 2000 steps), whatever its held-out accuracy.
 4. The final run (`config/pick_cube_classifier_reward.yaml`, from scratch) is rewarded and
-   terminated by the last classifier only; the result is the TRUE success rate (the simulator's
+   terminated by the classifier only. HIL-SERL's in-run loop: every `refresh_every` env steps
+   the frames the classifier got wrong since the last refresh (false positives as negatives,
+   missed successes as positives; the simulator plays the human who labels them) join the
+   data, the classifier is retrained, swapped into the env and the online replay is relabeled
+   (`Trainer.set_reward_model`). The result is the TRUE success rate (the simulator's
    `is_success`) on held-out seeds. Env steps of the mining rounds are reported separately.
 """
 from __future__ import annotations
@@ -27,34 +31,46 @@ import numpy as np
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "pick_cube_classifier_reward.yaml"
 
 
-class FalsePositiveRecorder(gym.Wrapper):
-    """Keeps the camera frames of steps where the reward model claimed a success the simulator
-    denies (`info["model_success"]` vs `info["is_success"]`)."""
+class LabelErrorRecorder(gym.Wrapper):
+    """Keeps the camera frames of steps where the reward model and the simulator disagree on
+    success (`info["model_success"]` vs `info["is_success"]`): false positives (the model
+    claims a success the simulator denies) and missed successes. `take()` hands them over as
+    labelled frames and starts over."""
 
     def __init__(self, env: gym.Env, cameras: tuple[str, ...]):
         super().__init__(env)
-        self.cameras, self.frames, self.claims = cameras, {c: [] for c in cameras}, 0
+        self.cameras = cameras
+        self.claims = self.false_positives = self.missed = 0  # totals since construction
+        self._frames, self._labels = {c: [] for c in cameras}, []
 
     def step(self, action):
         obs, reward, term, trunc, info = self.env.step(action)
-        if info.get("model_success"):
-            self.claims += 1
-            if not info["is_success"]:
-                for c in self.cameras:
-                    self.frames[c].append(obs[c])
+        claimed, true = bool(info.get("model_success")), bool(info["is_success"])
+        self.claims += claimed
+        if claimed != true:
+            self.false_positives += claimed
+            self.missed += true
+            for c in self.cameras:
+                self._frames[c].append(obs[c])
+            self._labels.append(true)
         return obs, reward, term, trunc, info
 
-    @property
-    def false_positives(self) -> int:
-        return len(self.frames[self.cameras[0]])
+    def take(self) -> dict | None:
+        """The frames recorded since the last call as `{"images", "label"}`, or None."""
+        if not self._labels:
+            return None
+        out = {"images": {c: np.stack(v) for c, v in self._frames.items()},
+               "label": np.array(self._labels)}
+        self._frames, self._labels = {c: [] for c in self.cameras}, []
+        return out
 
 
 def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
-        mining_rounds: int = 3, mining_steps: int = 1000, final_episodes: int = 100,
-        json_path: str | None = None, overrides=()) -> dict:
+        mining_rounds: int = 3, mining_steps: int = 1000, refresh_every: int = 1000,
+        final_episodes: int = 100, json_path: str | None = None, overrides=()) -> dict:
+    from robot_rl import config as cfgmod
     from robot_rl import train
-    from robot_rl.rewards.classifier import (ClassifierConfig, sim_success_frames,
-                                             train_success_classifier)
+    from robot_rl.rewards.classifier import ClassifierReward, sim_success_frames
     cfg = train.load_config(str(CONFIG), [f"runs_dir={runs_dir}", f"seed={seed}",
                                           f"name=classifier_reward_s{seed}", *overrides])
     cams, size = tuple(cfg.env.kwargs["cameras"]), cfg.env.kwargs["image_size"]
@@ -66,15 +82,11 @@ def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
                                        noise=noise, progress=True)
                     for i, (fail, noise) in enumerate([(0.25, 0.0), (1.0, 0.0), (0.5, 0.3)])]
                    + [workspace_sweep_frames(frame_episodes, size, cams, seed=4_000_000 + seed)])
-    rounds = []
+    rounds, refreshes = [], []
     for r in range(mining_rounds + 1):
-        clf, report = train_success_classifier(data["images"], data["label"], data["episode"],
-                                               ClassifierConfig(image_keys=cams), seed=seed,
-                                               progress=True)
-        clf_path = clf.save(bench_dir / f"success_classifier_r{r}.pt")
-        test = report["test"]
+        clf_path, test = _train_classifier(data, cams, seed, bench_dir / f"success_classifier_r{r}.pt")
         print(f"round {r}: classifier held-out accuracy {test['accuracy']:.3f}, FPR "
-              f"{test['fpr']:.3f}, TPR {test['tpr']:.3f} at threshold {report['threshold']:.3f}")
+              f"{test['fpr']:.3f}, TPR {test['tpr']:.3f}")
         final = r == mining_rounds
         run_cfg = train.load_config(str(CONFIG), [
             f"runs_dir={bench_dir}", f"seed={seed}", f"name={'final' if final else f'mining_r{r}'}",
@@ -83,24 +95,45 @@ def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
                                             "train.eval_episodes=20"])])
         run_cfg.env.reward["kwargs"] = {"path": str(clf_path)}
         trainer = train.Trainer(run_cfg)
-        trainer.env = recorder = FalsePositiveRecorder(trainer.env, cams)
+        trainer.env = recorder = LabelErrorRecorder(trainer.env, cams)
+
+        def refresh(t: train.Trainer) -> None:
+            """HIL-SERL's loop: label what the classifier got wrong, retrain, swap, relabel."""
+            nonlocal data
+            new = recorder.take()
+            if new is None:
+                return
+            data = _add_frames(data, new)
+            k = len(refreshes) + 1
+            path, test = _train_classifier(data, cams, seed, bench_dir / f"success_classifier_final_{k}.pt")
+            changed = t.set_reward_model(ClassifierReward(path=str(path)))
+            t.cfg.env.reward["kwargs"] = {"path": str(path)}  # `train --resume` uses the latest
+            cfgmod.save(t.cfg, t.run_dir / "config.yaml")
+            refreshes.append({"step": t.step, "new_frames": int(len(new["label"])),
+                              "new_positives": int(new["label"].sum()),
+                              "classifier_test": test, "relabeled_transitions": changed})
+            print(f"\nrefresh {k} at step {t.step}: +{len(new['label'])} frames "
+                  f"({int(new['label'].sum())} missed successes), held-out acc "
+                  f"{test['accuracy']:.3f} FPR {test['fpr']:.3f}, relabeled {changed} transitions")
+
+        if final and refresh_every:
+            trainer.every(refresh_every, refresh)
         result = trainer.run()
         rounds.append({"round": r, "classifier_test": test, "env_steps": result["step"],
                        "wall_clock_s": result["wall_clock_s"], "eval_true_success":
                        result["eval_success"], "claimed_successes": recorder.claims,
-                       "false_positives": recorder.false_positives})
+                       "false_positives": recorder.false_positives,
+                       "missed_successes": recorder.missed})
         print(json.dumps(rounds[-1]))
         if final:
             break
-        if recorder.false_positives:  # the simulator labels them: more negatives, new episodes
-            n, first = recorder.false_positives, int(data["episode"].max()) + 1
-            data = {"images": {c: np.concatenate([data["images"][c], np.stack(recorder.frames[c])])
-                               for c in cams},
-                    "label": np.concatenate([data["label"], np.zeros(n, bool)]),
-                    "episode": np.concatenate([data["episode"], first + np.arange(n) // 10])}
+        new = recorder.take()
+        if new is not None:  # the simulator labels them: more examples, new episodes
+            data = _add_frames(data, new)
     final_eval = train.evaluate(trainer.agent, trainer.eval_env, final_episodes, seed=5_000_000,
                                 progress=True)
-    out = {"rounds": rounds, "mining_env_steps": sum(x["env_steps"] for x in rounds[:-1]),
+    out = {"rounds": rounds, "refreshes": refreshes, "refresh_every": refresh_every,
+           "mining_env_steps": sum(x["env_steps"] for x in rounds[:-1]),
            "env_steps": rounds[-1]["env_steps"], "wall_clock_s": rounds[-1]["wall_clock_s"],
            "final_true_success": final_eval["success_rate"], "final_episodes": final_episodes,
            "run_dir": str(bench_dir / "final")}
@@ -108,6 +141,23 @@ def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
     if json_path:
         Path(json_path).write_text(json.dumps(out, indent=2))
     return out
+
+
+def _train_classifier(data: dict, cams: tuple[str, ...], seed: int, path: Path):
+    from robot_rl.rewards.classifier import ClassifierConfig, train_success_classifier
+    clf, report = train_success_classifier(data["images"], data["label"], data["episode"],
+                                           ClassifierConfig(image_keys=cams), seed=seed,
+                                           progress=True)
+    return clf.save(path), report["test"]
+
+
+def _add_frames(data: dict, new: dict, frames_per_episode: int = 10) -> dict:
+    """Labelled frames appended as new pseudo-episodes of `frames_per_episode` (the splits
+    stay episode-disjoint)."""
+    n, first = len(new["label"]), int(data["episode"].max()) + 1
+    return {"images": {c: np.concatenate([data["images"][c], new["images"][c]]) for c in data["images"]},
+            "label": np.concatenate([data["label"], new["label"].astype(bool)]),
+            "episode": np.concatenate([data["episode"], first + np.arange(n) // frames_per_episode])}
 
 
 def workspace_sweep_frames(episodes: int, image_size: int, cameras: tuple[str, ...], seed: int,

@@ -309,6 +309,23 @@ class ReplayBuffer:
             batch[k] = v[slots]
         return batch
 
+    def relabel(self, fn: Callable[[Dict[str, Any]], Tuple[np.ndarray, np.ndarray]],
+                chunk: int = 256) -> int:
+        """Rewrite every stored transition's reward and terminal flag: ``fn(batch)`` gets
+        :meth:`get` batches of up to ``chunk`` transitions and returns ``(reward [B],
+        terminated [B])``. Returns how many transitions changed either."""
+        changed = 0
+        ids = self.valid_ids()
+        for i in range(0, len(ids), chunk):
+            part = ids[i:i + chunk]
+            reward, term = fn(self.get(part))
+            slots = part % self.capacity
+            reward, term = np.asarray(reward, np.float32), np.asarray(term, bool)
+            f = self._fields
+            changed += int(np.sum((f["reward"][slots] != reward) | (f["terminated"][slots] != term)))
+            f["reward"][slots], f["terminated"][slots] = reward, term
+        return changed
+
     def sample(
         self, batch_size: int, rng: np.random.Generator, as_torch: bool = False, device: Any = None
     ) -> Dict[str, Any]:
