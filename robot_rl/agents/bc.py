@@ -71,6 +71,15 @@ class GaussianPolicyNet(nn.Module):
         return mean, self.log_std_min + 0.5 * span * (torch.tanh(log_std) + 1.0)
 
 
+def vector_obs_spec(obs_spec: Any, who: str) -> Dict[str, Tuple[Tuple[int, ...], np.dtype]]:
+    """The normalized spec of a learner that takes vector observations only (BC, offline)."""
+    spec = normalize_obs_spec(obs_spec)
+    bad = [k for k, (s, _) in spec.items() if len(s) != 1]
+    if bad:
+        raise ValueError(f"{who} take vector observations only; drop keys {bad}")
+    return spec
+
+
 def obs_to_tensors(encoder: ObservationEncoder, obs: Mapping[str, Any], device) -> Dict[str, torch.Tensor]:
     """Batched numpy/torch observation dict -> float tensors for the encoder's vector keys."""
     out = {}
@@ -101,10 +110,7 @@ class BCAgent:
                  device: Any = "cpu", seed: int = 0):
         self.config = cfg = config if config is not None else BCConfig()
         self.device = torch.device(device)
-        self.obs_spec = normalize_obs_spec(obs_spec)
-        bad = [k for k, (s, _) in self.obs_spec.items() if len(s) != 1]
-        if bad:
-            raise ValueError(f"BCAgent takes vector observations only; drop keys {bad}")
+        self.obs_spec = vector_obs_spec(obs_spec, "BC agents")
         self.action_dim = int(action_dim)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

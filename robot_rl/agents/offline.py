@@ -48,9 +48,8 @@ import torch
 import torch.nn as nn
 
 from robot_rl.agents.bc import BCConfig, GaussianPolicyNet, gaussian_log_prob, obs_to_tensors, \
-    set_encoder_normalization
+    set_encoder_normalization, vector_obs_spec
 from robot_rl.agents.sac import compute_target_q, temperature_loss
-from robot_rl.data.replay import normalize_obs_spec
 from robot_rl.networks import MLP, CriticEnsemble, ObservationEncoder, TanhGaussianActor
 
 __all__ = [
@@ -342,10 +341,7 @@ class OfflineQLearner:
                  device: Any = "cpu", seed: int = 0):
         self.config = cfg = config if config is not None else OfflineConfig(algo=self.algo)
         self.device = torch.device(device)
-        self.obs_spec = normalize_obs_spec(obs_spec)
-        bad = [k for k, (s, _) in self.obs_spec.items() if len(s) != 1]
-        if bad:
-            raise ValueError(f"offline learners take vector observations only; drop keys {bad}")
+        self.obs_spec = vector_obs_spec(obs_spec, "offline learners")
         self.action_dim = int(action_dim)
         self.seed = seed
         self.task_vectors: Optional[Dict[str, np.ndarray]] = None
