@@ -374,7 +374,8 @@ def sim_success_frames(task: str = "PandaPickCube", episodes: int = 20, image_si
     """Scripted-expert rollouts in sim with per-frame ground truth, continuing past success
     (so lifted frames are not only the last one). Returns a dict of arrays over all frames:
     images {camera: [N,H,W,3]}, `label` (task success of that observation), `episode`, `t`,
-    `dense` (the task's dense reward), and `first_success` [episodes] (step index or -1)."""
+    `dense` (the task's dense reward), `first_success` [episodes] (step index or -1), and for
+    tasks that report it, `lift` (PandaPickCube: the cube's height above the table, m)."""
     preload_torch_before_rendering()
     from robot_rl.sim.envs import make_sim_env
     from robot_rl.sim.experts import make_expert
@@ -382,7 +383,8 @@ def sim_success_frames(task: str = "PandaPickCube", episodes: int = 20, image_si
     expert = make_expert(env, fail_prob=fail_prob, noise=noise, seed=seed)
     steps = steps or env.task.max_episode_steps
     imgs = {c: [] for c in cameras}
-    label, ep_id, tt, dense, first = [], [], [], [], []
+    label, ep_id, tt, dense, first, lift = [], [], [], [], [], []
+    has_lift = hasattr(env.task, "lift")
     it = range(episodes)
     if progress:
         from tqdm import tqdm
@@ -398,6 +400,8 @@ def sim_success_frames(task: str = "PandaPickCube", episodes: int = 20, image_si
                     imgs[c].append(obs[c])
                 label.append(bool(ev.success))
                 dense.append(float(ev.reward))
+                if has_lift:
+                    lift.append(env.task.lift)
                 ep_id.append(e)
                 tt.append(t)
                 if ev.success and fs < 0:
@@ -407,9 +411,12 @@ def sim_success_frames(task: str = "PandaPickCube", episodes: int = 20, image_si
             first.append(fs)
     finally:
         env.close()
-    return {"images": {c: np.stack(v) for c, v in imgs.items()}, "label": np.array(label),
-            "episode": np.array(ep_id), "t": np.array(tt), "dense": np.array(dense, np.float32),
-            "first_success": np.array(first)}
+    out = {"images": {c: np.stack(v) for c, v in imgs.items()}, "label": np.array(label),
+           "episode": np.array(ep_id), "t": np.array(tt), "dense": np.array(dense, np.float32),
+           "first_success": np.array(first)}
+    if has_lift:
+        out["lift"] = np.array(lift, np.float32)
+    return out
 
 
 def train_classifier_from_dataset(dataset, out, image_keys: Sequence[str] | None = None,

@@ -109,9 +109,13 @@ class PandaPickCube(SimTask):
         cube = self.cube_pos
         return np.concatenate([cube, cube - self.tcp])
 
+    @property
+    def lift(self) -> float:
+        """Height of the cube above its resting height (m); success is lift >= lift_height."""
+        return float(self.cube_pos[2] - (TABLE_Z + self.half))
+
     def evaluate(self, env) -> Evaluation:
-        cube = self.cube_pos
-        lift = float(cube[2] - (TABLE_Z + self.half))
+        cube, lift = self.cube_pos, self.lift
         reach = 1.0 - np.tanh(10.0 * float(np.linalg.norm(self.tcp - cube)))
         dense = 0.3 * reach + 0.7 * float(np.clip(lift / self.lift_height, 0.0, 1.0))
         return Evaluation(reward=dense, success=lift >= self.lift_height)

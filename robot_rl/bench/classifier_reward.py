@@ -33,13 +33,13 @@ CONFIG = Path(__file__).resolve().parents[2] / "config" / "pick_cube_classifier_
 
 class LabelErrorRecorder(gym.Wrapper):
     """Keeps the camera frames of steps where the reward model and the simulator disagree on
-    success (`info["model_success"]` vs `info["is_success"]`): false positives (the model
-    claims a success the simulator denies) and missed successes. `take()` hands them over as
-    labelled frames and starts over."""
+    success (`info["model_success"]` vs `info["is_success"]`), labelled the way the first
+    training frames were (`clear_label`): false positives as negatives, missed successes as
+    positives only when the cube is clearly lifted. `take()` hands them over and starts over."""
 
-    def __init__(self, env: gym.Env, cameras: tuple[str, ...]):
+    def __init__(self, env: gym.Env, cameras: tuple[str, ...], clear_margin: float):
         super().__init__(env)
-        self.cameras = cameras
+        self.cameras, self.clear_margin = cameras, clear_margin
         self.claims = self.false_positives = self.missed = 0  # totals since construction
         self._frames, self._labels = {c: [] for c in cameras}, []
 
@@ -47,12 +47,14 @@ class LabelErrorRecorder(gym.Wrapper):
         obs, reward, term, trunc, info = self.env.step(action)
         claimed, true = bool(info.get("model_success")), bool(info["is_success"])
         self.claims += claimed
-        if claimed != true:
-            self.false_positives += claimed
-            self.missed += true
+        self.false_positives += claimed and not true
+        self.missed += true and not claimed
+        task = self.env.unwrapped.task
+        label = clear_label(task.lift, task.lift_height, self.clear_margin)
+        if claimed != true and label is not None:
             for c in self.cameras:
                 self._frames[c].append(obs[c])
-            self._labels.append(true)
+            self._labels.append(label)
         return obs, reward, term, trunc, info
 
     def take(self) -> dict | None:
@@ -65,9 +67,30 @@ class LabelErrorRecorder(gym.Wrapper):
         return out
 
 
+def clear_label(lift: float, lift_height: float, margin: float) -> bool | None:
+    """A success classifier's training label: True when the cube is lifted `margin` past the
+    success height, False below it, None (left out) in between. A policy rewarded by the
+    classifier lifts just until it fires, so a classifier whose boundary sits on the true
+    threshold is wrong about half the successes it grants; one trained on clear successes
+    fires only past it."""
+    if lift < lift_height:
+        return False
+    return True if lift >= lift_height + margin else None
+
+
+def _clear_frames(data: dict, lift_height: float, margin: float) -> dict:
+    """`data` without the frames `clear_label` leaves out, labels recomputed from `lift`."""
+    labels = [clear_label(x, lift_height, margin) for x in data["lift"]]
+    keep = np.array([lab is not None for lab in labels])
+    return {"images": {c: v[keep] for c, v in data["images"].items()},
+            "label": np.array([lab for lab in labels if lab is not None], bool),
+            "episode": data["episode"][keep]}
+
+
 def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
         mining_rounds: int = 3, mining_steps: int = 1000, refresh_every: int = 1000,
-        final_episodes: int = 100, json_path: str | None = None, overrides=()) -> dict:
+        clear_margin: float = 0.02, final_episodes: int = 100, json_path: str | None = None,
+        overrides=()) -> dict:
     from robot_rl import config as cfgmod
     from robot_rl import train
     from robot_rl.rewards.classifier import ClassifierReward, sim_success_frames
@@ -77,11 +100,14 @@ def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
     bench_dir = Path(cfg.runs_dir) / cfg.name
     bench_dir.mkdir(parents=True, exist_ok=True)
     # frame seeds are disjoint from the demo (seed*7919+500k), training and eval seeds
+    from robot_rl.sim.tasks import PandaPickCube
+    lift_height = PandaPickCube.lift_height
     data = _concat([sim_success_frames("PandaPickCube", frame_episodes, size, cams,
                                        seed=3_000_000 + seed + 10_000 * i, fail_prob=fail,
                                        noise=noise, progress=True)
                     for i, (fail, noise) in enumerate([(0.25, 0.0), (1.0, 0.0), (0.5, 0.3)])]
                    + [workspace_sweep_frames(frame_episodes, size, cams, seed=4_000_000 + seed)])
+    data = _clear_frames(data, lift_height, clear_margin)
     rounds, refreshes = [], []
     for r in range(mining_rounds + 1):
         clf_path, test = _train_classifier(data, cams, seed, bench_dir / f"success_classifier_r{r}.pt")
@@ -95,7 +121,7 @@ def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
                                             "train.eval_episodes=20"])])
         run_cfg.env.reward["kwargs"] = {"path": str(clf_path)}
         trainer = train.Trainer(run_cfg)
-        trainer.env = recorder = LabelErrorRecorder(trainer.env, cams)
+        trainer.env = recorder = LabelErrorRecorder(trainer.env, cams, clear_margin)
 
         def refresh(t: train.Trainer) -> None:
             """HIL-SERL's loop: label what the classifier got wrong, retrain, swap, relabel."""
@@ -133,6 +159,7 @@ def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
     final_eval = train.evaluate(trainer.agent, trainer.eval_env, final_episodes, seed=5_000_000,
                                 progress=True)
     out = {"rounds": rounds, "refreshes": refreshes, "refresh_every": refresh_every,
+           "clear_margin_m": clear_margin,
            "mining_env_steps": sum(x["env_steps"] for x in rounds[:-1]),
            "env_steps": rounds[-1]["env_steps"], "wall_clock_s": rounds[-1]["wall_clock_s"],
            "final_true_success": final_eval["success_rate"], "final_episodes": final_episodes,
@@ -172,7 +199,7 @@ def workspace_sweep_frames(episodes: int, image_size: int, cameras: tuple[str, .
     env = make_sim_env("PandaPickCube", vision=True, image_size=image_size, cameras=cameras)
     task, rng = env.task, np.random.default_rng(seed)
     box = task.safety
-    images, label, episode = {c: [] for c in cameras}, [], []
+    images, label, episode, lift = {c: [] for c in cameras}, [], [], []
     try:
         for e in tqdm(range(episodes), desc="workspace sweeps", unit="ep"):
             obs, _ = env.reset(seed=seed + e)
@@ -185,11 +212,12 @@ def workspace_sweep_frames(episodes: int, image_size: int, cameras: tuple[str, .
                     for c in cameras:
                         images[c].append(obs[c])
                     label.append(bool(task.evaluate(env).success))
+                    lift.append(task.lift)
                     episode.append(e)
     finally:
         env.close()
     return {"images": {c: np.stack(v) for c, v in images.items()}, "label": np.array(label),
-            "episode": np.array(episode)}
+            "episode": np.array(episode), "lift": np.array(lift, np.float32)}
 
 
 def _concat(parts: list[dict]) -> dict:
@@ -197,4 +225,5 @@ def _concat(parts: list[dict]) -> dict:
     offsets = np.cumsum([0] + [int(p["episode"].max()) + 1 for p in parts[:-1]])
     return {"images": {k: np.concatenate([p["images"][k] for p in parts]) for k in parts[0]["images"]},
             "label": np.concatenate([p["label"] for p in parts]),
+            "lift": np.concatenate([p["lift"] for p in parts]),
             "episode": np.concatenate([p["episode"] + o for p, o in zip(parts, offsets)])}
