@@ -233,11 +233,14 @@ def train_success_classifier(images: Mapping[str, np.ndarray], labels, groups=No
                              batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4,
                              target_fpr: float = 0.01, min_threshold: float = 0.5,
                              calib_fraction: float = 0.15, test_fraction: float = 0.2,
-                             seed: int = 0, progress: bool = False):
+                             seed: int = 0, progress: bool = False, sample_weight=None):
     """Train a `SuccessClassifier` on uint8 frames `images[key]` [N, H, W, 3] with boolean
     `labels` [N]. `groups` [N] (episode ids) keeps the splits episode-disjoint (default: every
-    frame its own group). Returns `(classifier, report)`; the report has the threshold, the
-    held-out test accuracy / FPR / TPR at it and the calibration numbers."""
+    frame its own group). `sample_weight` [N] (default all 1) makes some frames more likely in
+    the balanced batches, e.g. hard negatives a deployed classifier got wrong, which would
+    otherwise be a small fraction of the negatives. Returns `(classifier, report)`; the report
+    has the threshold, the held-out test accuracy / FPR / TPR at it and the calibration
+    numbers."""
     import torch
     import torch.nn.functional as F
 
@@ -272,6 +275,10 @@ def train_success_classifier(images: Mapping[str, np.ndarray], labels, groups=No
                     for k, v in data.items()}
     params = [p for name, p in net.named_parameters() if not name.startswith("trunk.")]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64).reshape(-1)
+    if len(w) != n or np.any(w < 0):
+        raise ValueError(f"sample_weight must be {n} non-negative numbers")
+    p_pos, p_neg = w[pos_idx] / w[pos_idx].sum(), w[neg_idx] / w[neg_idx].sum()
     half = batch_size // 2
     target = torch.cat([torch.ones(half), torch.zeros(batch_size - half)])
     t0, losses = time.monotonic(), []
@@ -281,7 +288,8 @@ def train_success_classifier(images: Mapping[str, np.ndarray], labels, groups=No
         it = tqdm(it, desc="classifier", unit="step")
     net.train()
     for step in it:
-        idx = np.concatenate([rng.choice(pos_idx, half), rng.choice(neg_idx, batch_size - half)])
+        idx = np.concatenate([rng.choice(pos_idx, half, p=p_pos),
+                              rng.choice(neg_idx, batch_size - half, p=p_neg)])
         inp = {}
         for k in cfg.image_keys:
             x = data[k][idx]
