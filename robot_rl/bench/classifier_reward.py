@@ -5,7 +5,10 @@
    closes in the air and lifts nothing), noisy ones, and workspace sweeps (the arm visits
    random points of the safety box, gripper open or closed, cube left on the table) - the
    negatives a SERL user records by moving the arm around without succeeding.
-2. A success classifier is trained on them (episode-disjoint splits, threshold for a 1% FPR).
+2. A success classifier is trained on them (episode-disjoint splits, threshold for a 1% FPR),
+   with clear labels only (`clear_label`: lifted `clear_margin` past the success height is a
+   positive, below it a negative, the band in between left out) and the frames a deployed
+   classifier got wrong drawn `HARD_WEIGHT` times more often.
 3. Hard-negative rounds: SAC/RLPD trains for `mining_steps` with the classifier as the only
    reward; every frame the classifier calls a success but the simulator does not is a false
    positive, added to the negatives before the classifier is retrained. This is the labelling
