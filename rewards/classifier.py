@@ -233,12 +233,15 @@ def train_success_classifier(images: Mapping[str, np.ndarray], labels, groups=No
                              batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4,
                              target_fpr: float = 0.01, min_threshold: float = 0.5,
                              calib_fraction: float = 0.15, test_fraction: float = 0.2,
-                             seed: int = 0, progress: bool = False, sample_weight=None):
+                             seed: int = 0, progress: bool = False, sample_weight=None,
+                             init: "SuccessClassifier | None" = None):
     """Train a `SuccessClassifier` on uint8 frames `images[key]` [N, H, W, 3] with boolean
     `labels` [N]. `groups` [N] (episode ids) keeps the splits episode-disjoint (default: every
     frame its own group). `sample_weight` [N] (default all 1) makes some frames more likely in
     the balanced batches, e.g. hard negatives a deployed classifier got wrong, which would
-    otherwise be a small fraction of the negatives. Returns `(classifier, report)`; the report
+    otherwise be a small fraction of the negatives. `init`: start from this classifier's
+    weights (same config and image shapes) instead of random ones, so a retraining on a few
+    new frames moves the decision boundary little. Returns `(classifier, report)`; the report
     has the threshold, the held-out test accuracy / FPR / TPR at it and the calibration
     numbers."""
     import torch
@@ -266,6 +269,8 @@ def train_success_classifier(images: Mapping[str, np.ndarray], labels, groups=No
     rng = np.random.default_rng(seed)
     shapes = {k: images[k].shape[1:] for k in cfg.image_keys}
     clf = SuccessClassifier(cfg, shapes)
+    if init is not None:
+        clf.net.load_state_dict(init.net.state_dict())
     net = clf.net
     frozen = cfg.trunk == "pretrained"
     data = {k: torch.as_tensor(images[k]) for k in cfg.image_keys}

@@ -98,8 +98,8 @@ def _clear_frames(data: dict, lift_height: float, margin: float) -> dict:
 
 def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
         mining_rounds: int = 3, mining_steps: int = 1000, refresh_every: int = 1000,
-        clear_margin: float = 0.02, final_episodes: int = 100, json_path: str | None = None,
-        overrides=()) -> dict:
+        clear_margin: float = 0.02, warm_start: bool = True, refresh_steps: int = 150,
+        final_episodes: int = 100, json_path: str | None = None, overrides=()) -> dict:
     from robot_rl import config as cfgmod
     from robot_rl import train
     from robot_rl.rewards.classifier import ClassifierReward, sim_success_frames
@@ -119,7 +119,7 @@ def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
     data = _clear_frames(data, lift_height, clear_margin)
     rounds, refreshes = [], []
     for r in range(mining_rounds + 1):
-        clf_path, test = _train_classifier(data, cams, seed, bench_dir / f"success_classifier_r{r}.pt")
+        clf, clf_path, test = _train_classifier(data, cams, seed, bench_dir / f"success_classifier_r{r}.pt")
         print(f"round {r}: classifier held-out accuracy {test['accuracy']:.3f}, FPR "
               f"{test['fpr']:.3f}, TPR {test['tpr']:.3f}")
         final = r == mining_rounds
@@ -134,13 +134,17 @@ def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
 
         def refresh(t: train.Trainer) -> None:
             """HIL-SERL's loop: label what the classifier got wrong, retrain, swap, relabel."""
-            nonlocal data
+            nonlocal data, clf
             new = recorder.take()
             if new is None:
                 return
             data = _add_frames(data, new)
             k = len(refreshes) + 1
-            path, test = _train_classifier(data, cams, seed, bench_dir / f"success_classifier_final_{k}.pt")
+            # warm start: the boundary moves to take in the new frames, not everywhere
+            clf, path, test = _train_classifier(data, cams, seed,
+                                                bench_dir / f"success_classifier_final_{k}.pt",
+                                                init=clf if warm_start else None,
+                                                steps=refresh_steps if warm_start else 400)
             changed = t.set_reward_model(ClassifierReward(path=str(path)))
             t.cfg.env.reward["kwargs"] = {"path": str(path)}  # `train --resume` uses the latest
             cfgmod.save(t.cfg, t.run_dir / "config.yaml")
@@ -169,6 +173,7 @@ def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
                                 progress=True)
     out = {"rounds": rounds, "refreshes": refreshes, "refresh_every": refresh_every,
            "clear_margin_m": clear_margin, "hard_weight": HARD_WEIGHT,
+           "warm_start": warm_start, "refresh_steps": refresh_steps,
            "mining_env_steps": sum(x["env_steps"] for x in rounds[:-1]),
            "env_steps": rounds[-1]["env_steps"], "wall_clock_s": rounds[-1]["wall_clock_s"],
            "final_true_success": final_eval["success_rate"], "final_episodes": final_episodes,
@@ -180,13 +185,13 @@ def run(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 40,
 
 
 def _train_classifier(data: dict, cams: tuple[str, ...], seed: int, path: Path,
-                      hard_weight: float = HARD_WEIGHT):
+                      hard_weight: float = HARD_WEIGHT, init=None, steps: int = 400):
     from robot_rl.rewards.classifier import ClassifierConfig, train_success_classifier
     clf, report = train_success_classifier(data["images"], data["label"], data["episode"],
                                            ClassifierConfig(image_keys=cams), seed=seed,
-                                           progress=True,
+                                           progress=True, steps=steps, init=init,
                                            sample_weight=np.where(data["hard"], hard_weight, 1.0))
-    return clf.save(path), report["test"]
+    return clf, clf.save(path), report["test"]
 
 
 def _add_frames(data: dict, new: dict, frames_per_episode: int = 10) -> dict:

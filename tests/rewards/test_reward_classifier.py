@@ -137,3 +137,21 @@ def test_frozen_pretrained_trunk_variant_roundtrip(pick_frames, tmp_path):
     back = SuccessClassifier.load(clf.save(tmp_path / "frozen.pt"))
     sample = {"wrist": images["wrist"][:8]}
     np.testing.assert_allclose(back.predict_proba(sample), clf.predict_proba(sample), atol=1e-6)
+
+
+def test_warm_start_and_sample_weights(trained, pick_frames):
+    """`init` starts from a trained classifier's weights (with lr 0 nothing moves: the same
+    probabilities); `sample_weight` must be one non-negative number per frame."""
+    clf, _ = trained
+    d = pick_frames
+    cfg = ClassifierConfig(image_keys=("front", "wrist"))
+    same, _ = train_success_classifier(d["images"], d["label"], d["episode"], cfg, steps=1,
+                                       lr=0.0, init=clf, seed=1)
+    some = {k: v[:40] for k, v in d["images"].items()}
+    np.testing.assert_allclose(same.predict_proba(some), clf.predict_proba(some), atol=1e-6)
+    fresh, _ = train_success_classifier(d["images"], d["label"], d["episode"], cfg, steps=1,
+                                        lr=0.0, seed=1)
+    assert np.abs(fresh.predict_proba(some) - clf.predict_proba(some)).max() > 0.1
+    with pytest.raises(ValueError, match="sample_weight"):
+        train_success_classifier(d["images"], d["label"], d["episode"], cfg, steps=1,
+                                 sample_weight=np.ones(3))
