@@ -168,6 +168,14 @@ class RewardWrapper(gym.Wrapper):
                 terminated = True
         return obs, reward, terminated, truncated, info
 
+    def relabel(self, next_observations, env_rewards, terminated):
+        """`relabel_transitions` with this wrapper's model, mode, scale and termination rule:
+        stored transitions labelled as this wrapper would label them now."""
+        return relabel_transitions(self.model, next_observations, env_rewards=env_rewards,
+                                   mode=self.mode, scale=self.scale,
+                                   terminate_on_success=self.terminate_on_success,
+                                   terminated=terminated)
+
 
 def relabel_transitions(model: RewardModel, next_observations, env_rewards=None,
                         mode: str = "replace", scale: float = 1.0,

@@ -260,16 +260,11 @@ class Trainer:
         as the env would have rewarded and terminated those steps under the new model. Demo
         transitions keep their labels: a terminated demo's last next observation is not
         stored. Returns how many online transitions changed."""
-        from robot_rl.rewards.base import relabel_transitions
         w = self._reward_wrapper()
         w.model = model
-
-        def relabel(batch):
-            return relabel_transitions(
-                model, batch["next_obs"], env_rewards=batch["env_reward"], mode=w.mode,
-                scale=w.scale, terminate_on_success=w.terminate_on_success,
-                terminated=None if w.model_ends_episodes else batch["env_terminated"])
-        changed = self.online.relabel(relabel)
+        changed = self.online.relabel(lambda batch: w.relabel(
+            batch["next_obs"], batch["env_reward"],
+            None if w.model_ends_episodes else batch["env_terminated"]))
         self.metrics.log("reward_model_swap", self.step, relabeled=changed,
                          transitions=len(self.online))
         return changed
@@ -287,16 +282,13 @@ class Trainer:
         model's too.)"""
         if not self.cfg.env.reward or not transitions:
             return False
-        from robot_rl.rewards.base import relabel_transitions
-        env = self._reward_wrapper()
+        wrapper = self._reward_wrapper()
         transitions = [t for t in transitions if t.get("next_obs_stored", True)]
         for i in range(0, len(transitions), chunk):
             part = transitions[i:i + chunk]
             nxt = {k: np.stack([t["next_obs"][k] for t in part]) for k in part[0]["next_obs"]}
-            rewards, term = relabel_transitions(
-                env.model, nxt, env_rewards=[t["reward"] for t in part], mode=env.mode,
-                scale=env.scale, terminate_on_success=env.terminate_on_success,
-                terminated=[t["terminated"] for t in part])
+            rewards, term = wrapper.relabel(nxt, [t["reward"] for t in part],
+                                            [t["terminated"] for t in part])
             for t, r, d in zip(part, rewards, term):
                 t["reward"], t["terminated"] = float(r), bool(d)
         return True

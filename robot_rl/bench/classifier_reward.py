@@ -52,12 +52,13 @@ class LabelErrorRecorder(gym.Wrapper):
         self.claims += claimed
         self.false_positives += claimed and not true
         self.missed += true and not claimed
-        task = self.env.unwrapped.task
-        label = clear_label(task.lift, task.lift_height, self.clear_margin)
-        if claimed != true and label is not None:
-            for c in self.cameras:
-                self._frames[c].append(obs[c])
-            self._labels.append(label)
+        if claimed != true:
+            task = self.env.unwrapped.task
+            label = clear_label(task.lift, task.lift_height, self.clear_margin)
+            if label is not None:
+                for c in self.cameras:
+                    self._frames[c].append(obs[c])
+                self._labels.append(label)
         return obs, reward, term, trunc, info
 
     def take(self) -> dict | None:
