@@ -383,17 +383,18 @@ def preload_torch_before_rendering() -> None:
 def sim_success_frames(task: str = "PandaPickCube", episodes: int = 20, image_size: int = 64,
                        cameras: Sequence[str] = ("front", "wrist"), steps: int | None = None,
                        seed: int = 0, fail_prob: float = 0.25, noise: float = 0.0,
-                       progress: bool = False) -> dict:
+                       progress: bool = False, **expert_kwargs) -> dict:
     """Scripted-expert rollouts in sim with per-frame ground truth, continuing past success
     (so lifted frames are not only the last one). Returns a dict of arrays over all frames:
     images {camera: [N,H,W,3]}, `label` (task success of that observation), `episode`, `t`,
     `dense` (the task's dense reward), `first_success` [episodes] (step index or -1), and for
-    tasks that report it, `lift` (PandaPickCube: the cube's height above the table, m)."""
+    tasks that report it, `lift` (PandaPickCube: the cube's height above the table, m).
+    `expert_kwargs` go to the task's scripted expert (PandaPickCube: `lift_to`)."""
     preload_torch_before_rendering()
     from robot_rl.sim.envs import make_sim_env
     from robot_rl.sim.experts import make_expert
     env = make_sim_env(task, vision=True, image_size=image_size, cameras=tuple(cameras))
-    expert = make_expert(env, fail_prob=fail_prob, noise=noise, seed=seed)
+    expert = make_expert(env, fail_prob=fail_prob, noise=noise, seed=seed, **expert_kwargs)
     steps = steps or env.task.max_episode_steps
     imgs = {c: [] for c in cameras}
     label, ep_id, tt, dense, first, lift = [], [], [], [], [], []

@@ -42,11 +42,24 @@ class ReachExpert(ScriptedExpert):
 
 
 class PickCubeExpert(ScriptedExpert):
+    """`lift_to`: (low, high) gripper heights (m); each episode lifts to one drawn uniformly
+    (default: always 2.5x the success height). Success-classifier data needs the spread: with
+    one lift height, "arm raised" alone separates lifted frames from the rest."""
+
+    def __init__(self, env, lift_to: tuple[float, float] | None = None, **kwargs):
+        self.lift_to = lift_to
+        super().__init__(env, **kwargs)
+
+    def reset(self) -> None:
+        super().reset()
+        self.lift_z = (0.02 + 2.5 * self.task.lift_height if self.lift_to is None
+                       else float(self.rng.uniform(*self.lift_to)))
+
     def plan(self):
         t = self.task
         cube, tcp = t.cube_pos.copy(), t.tcp
         open_, close = -1.0, 1.0
-        lift = np.array([cube[0], cube[1], 0.02 + 2.5 * t.lift_height])
+        lift = np.array([cube[0], cube[1], self.lift_z])
         if self.failing and self.fail_mode == 1:  # closes 6 cm above the cube, lifts nothing
             self.count += 1
             return np.append(self.move(cube + [0, 0, 0.06] if self.count < 15 else lift),

@@ -102,3 +102,21 @@ def test_end_effector_frame_actions():
     env.task.action = replace(env.task.action, frame="ee")
     pos, _ = env.target_from_action(np.array([0, 0, 1.0]), pose)
     np.testing.assert_allclose(pos - pose[:3], [0, 0, -env.task.action.step_pos], atol=1e-3)
+
+
+def test_pick_cube_expert_lifts_to_a_drawn_height():
+    """`lift_to`: each episode the expert carries the cube to its own height in the range (the
+    spread a success classifier's training frames need)."""
+    env = make_sim_env("PandaPickCube")
+    expert = make_expert(env, seed=3, lift_to=(0.10, 0.34))
+    targets, reached = [], []
+    for s in range(4):
+        env.reset(seed=20_000 + s)
+        expert.reset()
+        for _ in range(80):  # past the task's success: the sim env keeps stepping
+            env.step(expert.act())
+        targets.append(expert.lift_z)
+        reached.append((env.task.tcp[2], env.task.lift))
+    assert all(0.10 <= z <= 0.34 for z in targets) and np.ptp(targets) > 0.05
+    for z, (tcp_z, lift) in zip(targets, reached):
+        assert abs(tcp_z - z) < 0.01 and lift > 0.07  # the cube came along
