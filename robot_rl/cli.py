@@ -98,7 +98,8 @@ def _cmd_bench(args) -> int:
         return 0
     if args.what == "classifier-reward":
         from robot_rl.bench import classifier_reward
-        classifier_reward.run(runs_dir=args.runs_dir, json_path=args.json, overrides=args.overrides)
+        classifier_reward.run(seeds=range(args.seeds), runs_dir=args.runs_dir, json_path=args.json,
+                              overrides=args.overrides)
         return 0
     if args.what == "distributed":
         from robot_rl.bench import distributed
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="write the results here")
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--rounds", type=int, default=3)
-    b.add_argument("--seeds", type=int, default=3, help="learn: training seeds; language: seeds")
+    b.add_argument("--seeds", type=int, default=3, help="learn, classifier-reward: training seeds; language: seeds")
     b.add_argument("--task", help="learn: comma list of throughput,replay,state,vision")
     b.add_argument("--quick", action="store_true", help="learn: throughput, replay, one state seed")
     b.add_argument("--runs-dir", default="runs/bench", help="learn: where benchmark runs go")
