@@ -23,6 +23,7 @@
    data, the classifier is retrained, swapped into the env and the online replay is relabeled
    (`Trainer.set_reward_model`). The result is the TRUE success rate (the simulator's
    `is_success`) on held-out seeds. Env steps of the mining rounds are reported separately.
+5. `run` does all of this per seed (`run_seed`) and reports the median true success.
 """
 from __future__ import annotations
 
