@@ -99,7 +99,7 @@ class SACConfig:
     batch_size: int = 256
     demo_ratio: float = 0.5
     # --- performance
-    compile: bool = False  # torch.compile the loss functions (eager fallback otherwise)
+    compile: bool = False  # each update as one torch.compile graph (compiled_update.py); ~46 s to compile cold
     compile_mode: Optional[str] = None
     fused_adam: bool = True
     # --- HIL-SERL discrete gripper
@@ -189,6 +189,13 @@ def grasp_index_to_action(idx: Any) -> Any:
     if isinstance(idx, torch.Tensor):
         return idx.float() - 1.0
     return np.asarray(idx, dtype=np.float32) - 1.0
+
+
+def _slice_batch(b: Any, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of every tensor in a (nested) batch, as views."""
+    if isinstance(b, Mapping):
+        return {k: _slice_batch(v, start, stop) for k, v in b.items()}
+    return b[start:stop]
 
 
 class GripperCritic(nn.Module):
@@ -310,13 +317,10 @@ class SACAgent:
         self.critic_steps = 0
         self.actor_steps = 0
 
+        self._compiled_update = None
         if cfg.compile:
-            kw = {"mode": cfg.compile_mode} if cfg.compile_mode else {}
-            self._critic_loss_fn = torch.compile(self._critic_loss, **kw)
-            self._actor_loss_fn = torch.compile(self._actor_loss, **kw)
-        else:
-            self._critic_loss_fn = self._critic_loss
-            self._actor_loss_fn = self._actor_loss
+            from robot_rl.agents.compiled_update import CompiledUpdate
+            self._compiled_update = CompiledUpdate(self, cfg.compile_mode)
 
     # ------------------------------------------------------------------ construction helpers
     def _make_encoder(self) -> ObservationEncoder:
@@ -464,24 +468,17 @@ class SACAgent:
         b = self.prepare_batch(batch, augment=False)
         feat = self.encoder(b["obs"]).detach()
         noise = torch.randn(feat.shape[0], self.arm_dim, generator=self.generator, device=self.device)
-        return self._actor_loss_fn(feat, noise, self.log_alpha.detach().exp())[0]
+        return self._actor_loss(feat, noise, self.log_alpha.detach().exp())[0]
 
     # ------------------------------------------------------------------ updates
     @torch.no_grad()
     def _polyak(self) -> None:
         torch._foreach_lerp_(self._polyak_target, self._polyak_online, self.config.tau)
 
-    def update(self, batch: Mapping[str, Any]) -> Dict[str, float]:
-        """One critic (+grasp critic) update; actor & temperature every ``actor_update_every`` critic steps."""
+    def _eager_update(self, b, next_noise, idx, alpha, actor_step: bool):
+        """Critic step (+ actor and temperature step): the reference for ``CompiledUpdate``."""
         cfg = self.config
-        b = self.prepare_batch(batch, augment=True)
-        B = b["reward"].shape[0]
-        g = self.generator
-        next_noise = torch.randn(B, self.arm_dim, generator=g, device=self.device)
-        idx = subsample_indices(g, cfg.num_critics, cfg.critic_subsample)
-        alpha = self.log_alpha.detach().exp()
-
-        loss, feat, cstats = self._critic_loss_fn(
+        loss, feat, cstats = self._critic_loss(
             b["obs"], b["next_obs"], b["action"], b["reward"], b["terminated"], b["grasp_penalty"],
             next_noise, idx, alpha,
         )
@@ -491,40 +488,68 @@ class SACAgent:
             nn.utils.clip_grad_norm_(self._critic_params, cfg.grad_clip_norm)
         self.critic_opt.step()
         self._polyak()
-        self.critic_steps += 1
+        if not actor_step:
+            return cstats, None, None
+        noise = torch.randn(feat.shape[0], self.arm_dim, generator=self.generator, device=self.device)
+        a_loss, logp, astats = self._actor_loss(feat.detach(), noise, alpha)
+        self.actor_opt.zero_grad(set_to_none=True)
+        a_loss.backward()
+        if cfg.grad_clip_norm is not None:
+            nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip_norm)
+        self.actor_opt.step()
+        t_loss = temperature_loss(self.log_alpha, logp, self.target_entropy)
+        self.temp_opt.zero_grad(set_to_none=True)
+        t_loss.backward()
+        self.temp_opt.step()
+        return cstats, astats, t_loss.detach()
 
+    def update(self, batch: Mapping[str, Any]) -> Dict[str, float]:
+        """One critic (+grasp critic) update; actor & temperature every ``actor_update_every`` critic steps."""
+        return self._update_prepared(self.prepare_batch(batch, augment=True))
+
+    def _update_prepared(self, b: Mapping[str, Any]) -> Dict[str, float]:
+        cfg = self.config
+        B = b["reward"].shape[0]
+        g = self.generator
+        next_noise = torch.randn(B, self.arm_dim, generator=g, device=self.device)
+        idx = subsample_indices(g, cfg.num_critics, cfg.critic_subsample)
+        alpha = self.log_alpha.detach().exp()
+
+        actor_step = (self.critic_steps + 1) % self.actor_update_every == 0
+        if self._compiled_update is not None:
+            noise = torch.randn(B, self.arm_dim, generator=g, device=self.device) if actor_step else None
+            cstats, astats, t_loss = self._compiled_update(b, next_noise, idx, alpha, noise)
+        else:
+            cstats, astats, t_loss = self._eager_update(b, next_noise, idx, alpha, actor_step)
+        self.critic_steps += 1
         names = ["critic_loss", "q", "target_q"] + (["grasp_loss", "grasp_q"] if self.grasp is not None else [])
         metrics = dict(zip(names, cstats.tolist()))
-
-        if self.critic_steps % self.actor_update_every == 0:
-            noise = torch.randn(B, self.arm_dim, generator=g, device=self.device)
-            a_loss, logp, astats = self._actor_loss_fn(feat.detach(), noise, alpha)
-            self.actor_opt.zero_grad(set_to_none=True)
-            a_loss.backward()
-            if cfg.grad_clip_norm is not None:
-                nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip_norm)
-            self.actor_opt.step()
-            t_loss = temperature_loss(self.log_alpha, logp, self.target_entropy)
-            self.temp_opt.zero_grad(set_to_none=True)
-            t_loss.backward()
-            self.temp_opt.step()
+        if actor_step:
             self.actor_steps += 1
             metrics.update(zip(["actor_loss", "entropy", "actor_q"], astats.tolist()))
-            metrics["temperature_loss"] = float(t_loss.detach())
+            metrics["temperature_loss"] = float(t_loss)
         metrics["alpha"] = self.alpha
         metrics["critic_steps"] = self.critic_steps
         metrics["actor_steps"] = self.actor_steps
         return metrics
 
-    def update_many(self, sample_fn: Callable[[], Mapping[str, Any]], n: Optional[int] = None) -> Dict[str, float]:
-        """``n`` (default ``utd_ratio``) consecutive :meth:`update` calls on fresh batches.
+    def update_many(self, sample_fn: Callable[[int], Mapping[str, Any]], n: Optional[int] = None) -> Dict[str, float]:
+        """``n`` (default ``utd_ratio``) consecutive updates, one per minibatch of ``sample_fn(n)``
+        (``n`` equal minibatches stacked along the batch dim, as ``ReplayBuffer.sample_fn`` gives).
+        Converting and augmenting them in one go, as SERL does for its UTD loop, saves ~0.2 ms
+        of per-batch overhead per update on these CPUs.
 
         Returns the last step's metrics, with actor metrics from the last actor step.
         """
         n = self.config.utd_ratio if n is None else int(n)
+        b = self.prepare_batch(sample_fn(n), augment=True)
+        rows = b["reward"].shape[0]
+        if rows % n:
+            raise ValueError(f"sample_fn({n}) returned {rows} rows, not a multiple of {n}")
+        size = rows // n
         out: Dict[str, float] = {}
-        for _ in range(n):
-            out.update(self.update(sample_fn()))
+        for i in range(n):
+            out.update(self._update_prepared(_slice_batch(b, i * size, (i + 1) * size)))
         return out
 
     # ------------------------------------------------------------------ acting

@@ -88,10 +88,15 @@ def to_torch(batch: Any, device: Any = None) -> Any:
     return batch
 
 
-def concat_batches(a: Any, b: Any) -> Any:
+def map_arrays(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], a: Any, b: Any) -> Any:
+    """``fn`` applied leaf by leaf to two batches of the same (nested) structure."""
     if isinstance(a, Mapping):
-        return {k: concat_batches(a[k], b[k]) for k in a}
-    return np.concatenate([a, b], axis=0)
+        return {k: map_arrays(fn, a[k], b[k]) for k in a}
+    return fn(a, b)
+
+
+def concat_batches(a: Any, b: Any) -> Any:
+    return map_arrays(lambda x, y: np.concatenate([x, y], axis=0), a, b)
 
 
 class ReplayBuffer:
@@ -342,8 +347,11 @@ class ReplayBuffer:
         batch = self.get(ids)
         return to_torch(batch, device) if as_torch else batch
 
-    def sample_fn(self, batch_size: int, rng: np.random.Generator, device: Any = None) -> Callable[[], Dict[str, Any]]:
-        return lambda: self.sample(batch_size, rng, as_torch=True, device=device)
+    def sample_fn(self, batch_size: int, rng: np.random.Generator, device: Any = None
+                  ) -> Callable[[int], Dict[str, Any]]:
+        """``fn(num_batches=1)``: ``num_batches`` minibatches of ``batch_size``, stacked along
+        the batch dim (one gather and one tensor conversion for all of them)."""
+        return lambda num_batches=1: self.sample(batch_size * num_batches, rng, as_torch=True, device=device)
 
     # ------------------------------------------------------------------ persistence
     def _meta(self) -> Dict[str, Any]:
@@ -484,16 +492,30 @@ class MixedSampler:
         return sum(len(b) for b in (self.demo_buffer, self.online_buffer) if b is not None)
 
     def sample(
-        self, batch_size: int, rng: np.random.Generator, as_torch: bool = False, device: Any = None
+        self, batch_size: int, rng: np.random.Generator, as_torch: bool = False, device: Any = None,
+        num_batches: int = 1,
     ) -> Dict[str, Any]:
+        """``num_batches`` minibatches of ``batch_size`` stacked along the batch dim; each
+        minibatch has its demo part first, then its online part."""
         n_demo, n_online = self.split(batch_size)
         parts = []
         if n_demo:
-            parts.append(self.demo_buffer.sample(n_demo, rng))
+            parts.append(self.demo_buffer.sample(n_demo * num_batches, rng))
         if n_online:
-            parts.append(self.online_buffer.sample(n_online, rng))
-        batch = parts[0] if len(parts) == 1 else concat_batches(parts[0], parts[1])
+            parts.append(self.online_buffer.sample(n_online * num_batches, rng))
+        if len(parts) == 1:
+            batch = parts[0]
+        elif num_batches == 1:
+            batch = concat_batches(parts[0], parts[1])
+        else:  # interleave per minibatch: [demo_0, online_0, demo_1, online_1, ...]
+            batch = map_arrays(lambda d, o: np.concatenate(
+                [d.reshape(num_batches, n_demo, *d.shape[1:]), o.reshape(num_batches, n_online, *o.shape[1:])],
+                axis=1).reshape(num_batches * batch_size, *d.shape[1:]), parts[0], parts[1])
         return to_torch(batch, device) if as_torch else batch
 
-    def sample_fn(self, batch_size: int, rng: np.random.Generator, device: Any = None) -> Callable[[], Dict[str, Any]]:
-        return lambda: self.sample(batch_size, rng, as_torch=True, device=device)
+    def sample_fn(self, batch_size: int, rng: np.random.Generator, device: Any = None
+                  ) -> Callable[[int], Dict[str, Any]]:
+        """``fn(num_batches=1)``: ``num_batches`` minibatches of ``batch_size``, each with the
+        demo share, stacked along the batch dim."""
+        return lambda num_batches=1: self.sample(batch_size, rng, as_torch=True, device=device,
+                                                 num_batches=num_batches)

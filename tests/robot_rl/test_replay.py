@@ -178,6 +178,27 @@ def test_mixed_sampler_exact_ratio_and_fallbacks():
     assert tb["action"].shape == (8, 2) and tb["reward"].dtype == torch.float32
 
 
+def test_mixed_sampler_stacked_minibatches_keep_the_demo_ratio_each():
+    """``num_batches`` minibatches sampled in one go (the UTD loop's batch): each one has its
+    own demo share, demo rows first, and every transition stays consistent."""
+    demo = ReplayBuffer(50, _spec(), action_dim=2, is_demo=True)
+    online = ReplayBuffer(50, _spec(), action_dim=2)
+    _fill(demo, [6, 6])
+    _fill(online, [5, 5], ep0=10)
+    sampler = MixedSampler(demo, online, demo_ratio=0.25)
+    b = sampler.sample(16, np.random.default_rng(0), num_batches=5)
+    assert len(b["reward"]) == 80
+    _check_consistent(b)
+    for i in range(5):
+        is_demo = b["is_demo"][16 * i:16 * (i + 1)]
+        assert is_demo.tolist() == [True] * 4 + [False] * 12
+        assert (b["obs"]["state"][16 * i:16 * (i + 1), 0] < 10).tolist() == is_demo.tolist()
+    stacked = sampler.sample_fn(16, np.random.default_rng(0))(3)
+    assert isinstance(stacked["reward"], torch.Tensor) and stacked["reward"].shape == (48,)
+    plain = online.sample_fn(16, np.random.default_rng(0))(3)
+    assert plain["action"].shape == (48, 2)
+
+
 def test_cached_feature_key():
     calls = []
 

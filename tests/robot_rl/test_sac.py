@@ -181,7 +181,7 @@ def test_tanh_gaussian_log_prob_correction():
 def test_update_many_counts():
     rng = np.random.default_rng(0)
     agent = SACAgent({"state": (3,)}, 2, small_cfg(utd_ratio=4))
-    sample = lambda: state_batch(rng)  # noqa: E731
+    sample = lambda n: state_batch(rng, B=32 * n)  # noqa: E731  n stacked minibatches
     m = agent.update_many(sample)
     assert (agent.critic_steps, agent.actor_steps) == (4, 1)
     assert m["critic_steps"] == 4 and m["actor_steps"] == 1
@@ -384,15 +384,15 @@ def test_grasp_critic_agent_learns_gripper_command():
     assert agent.arm_dim == 2 and agent.actor.action_dim == 2 and agent.target_entropy == -1.0
     B = 64
 
-    def sample():
-        g = rng.integers(-1, 2, B).astype(np.float32)
-        arm = rng.uniform(-1, 1, (B, 2)).astype(np.float32)
+    def sample(n):  # n stacked minibatches of B
+        g = rng.integers(-1, 2, n * B).astype(np.float32)
+        arm = rng.uniform(-1, 1, (n * B, 2)).astype(np.float32)
         return {
-            "obs": {"state": np.zeros((B, 2), np.float32)},
-            "next_obs": {"state": np.zeros((B, 2), np.float32)},
+            "obs": {"state": np.zeros((n * B, 2), np.float32)},
+            "next_obs": {"state": np.zeros((n * B, 2), np.float32)},
             "action": np.concatenate([arm, g[:, None]], 1),
             "reward": (g == -1).astype(np.float32),
-            "terminated": np.ones(B, bool),
+            "terminated": np.ones(n * B, bool),
         }
 
     m = agent.update_many(sample, 150)
@@ -468,3 +468,52 @@ def test_act_batch_matches_single_act():
     assert batch.shape == (6, 4)
     for i in range(6):
         np.testing.assert_allclose(agent.act({"state": obs[i]}, deterministic=True), batch[i], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# compiled update
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_compiled_update_matches_eager_and_shares_optimizer_state():
+    """`compile=True` runs each update as one torch.compile graph (torch.func gradients,
+    hand-written Adam, clipping and Polyak). It must give the eager update's numbers, step for
+    step, and keep its Adam state in the torch.optim optimizers, so a checkpoint written by a
+    compiled agent resumes an eager one exactly. Covers images (conv encoder, target encoder),
+    the grasp critic, gradient clipping, critic subsampling and both graph variants."""
+    kw = dict(utd_ratio=2, use_target_encoder=True, conv_filters=(8, 8), conv_strides=(2, 2),
+              image_feature_dim=16, grasp_critic=True, grad_clip_norm=0.5)
+    eager, compiled = (SACAgent(image_spec(), 3, small_cfg(compile=c, **kw), seed=1) for c in (False, True))
+    for i in range(4):  # critic-only and critic + actor updates, alternating
+        batch = image_batch(np.random.default_rng(i))
+        me, mc = eager.update(batch), compiled.update(batch)
+        assert set(me) == set(mc)
+        for k in me:
+            assert mc[k] == pytest.approx(me[k], rel=1e-4, abs=1e-6), k
+    assert (compiled.critic_steps, compiled.actor_steps) == (4, 2)
+
+    def params(agent):
+        return [p.detach() for m in agent._modules().values() for p in m.parameters()] + [agent.log_alpha.detach()]
+
+    moved = [float((p - q).abs().max()) for p, q in zip(params(eager), params(SACAgent(
+        image_spec(), 3, small_cfg(**kw), seed=1)))]
+    assert max(moved) > 1e-3  # the updates changed the weights ...
+    for p, q in zip(params(eager), params(compiled)):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)  # ... identically on both paths
+    for name in ("critic_opt", "actor_opt", "temp_opt"):
+        se, sc = getattr(eager, name).state_dict()["state"], getattr(compiled, name).state_dict()["state"]
+        assert len(sc) == len(se) > 0
+        for k in se:
+            assert float(sc[k]["step"]) == float(se[k]["step"])
+            torch.testing.assert_close(sc[k]["exp_avg_sq"], se[k]["exp_avg_sq"], rtol=1e-3, atol=1e-9)
+
+    buf = io.BytesIO()
+    torch.save(compiled.state_dict(), buf)
+    buf.seek(0)
+    resumed = SACAgent(image_spec(), 3, small_cfg(**kw), seed=5)  # eager, other init
+    resumed.load_state_dict(torch.load(buf, weights_only=True))
+    batch = image_batch(np.random.default_rng(9))
+    mr, mc = resumed.update(batch), compiled.update(batch)
+    for k in mr:
+        assert mc[k] == pytest.approx(mr[k], rel=1e-4, abs=1e-6), k
