@@ -4,9 +4,10 @@ replay memory, each measured in the same run.
 - state:   config/pick_cube.yaml for K seeds; env steps until >= 90% success on 100 held-out
            seeds (evaluated every 1000 steps), wall-clock, final success.
 - vision:  config/pick_cube_vision.yaml, one seed; env steps until >= 80%.
-- throughput: critic updates/s of the default agent (batch 256) and that rate's FLOP/s as a
-           fraction of a plain fp32 GEMM's FLOP/s on this machine (the faster of two
-           measurements, just before and just after).
+- throughput: critic updates/s of the default agent (config/pick_cube.yaml: 2 critics, batch
+           256, compiled update) and that rate's FLOP/s as a fraction of a plain fp32 GEMM's
+           FLOP/s on this machine (the faster of two measurements, just before and just after);
+           then the same for the eager update.
 - replay:  bytes per stored image transition / raw uint8 bytes of one observation's frames.
 """
 from __future__ import annotations
@@ -70,11 +71,13 @@ def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = (
         obs = nxt if not (term or trunc) else env.reset()[0]
     sample = buf.sample_fn(cfg.agent.batch_size, rng)
     gemm_before = gemm_flops_per_s()
-    agent.update_many(sample, 20)  # warm-up (and compilation)
+    utd = cfg.agent.utd_ratio  # updates per call, as in training
+    for _ in range(5):  # warm-up (and compilation)
+        agent.update_many(sample, utd)
     n, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
-        agent.update_many(sample, 10)
-        n += 10
+        agent.update_many(sample, utd)
+        n += utd
     rate = n / (time.perf_counter() - t)
     # the faster of two GEMM measurements around the updates: the machine is shared, and a
     # momentarily slow GEMM would flatter the fraction
@@ -83,6 +86,7 @@ def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = (
     return {"critic_updates_per_s": rate, "gemm_flops_per_s": ceiling,
             "flops_per_critic_update": flops, "matmul_ceiling_fraction": rate * flops / ceiling,
             "ceiling_updates_per_s": ceiling / flops, "num_critics": cfg.agent.num_critics,
+            "compiled": cfg.agent.compile,
             "batch_size": cfg.agent.batch_size, "threads": threads}
 
 
@@ -126,11 +130,15 @@ def run(tasks: list[str], seeds: int = 3, json_path: str | None = None,
         runs_dir: str = "runs/bench", overrides: list[str] = ()) -> dict:
     result: dict = {}
     if "throughput" in tasks:
-        result.update(throughput(overrides=[o for o in overrides if o.startswith("agent.")]))
+        agent_overrides = [o for o in overrides if o.startswith("agent.")]
+        result.update(throughput(overrides=agent_overrides))
+        eager = throughput(overrides=[*agent_overrides, "agent.compile=false"])
+        result.update({f"eager_{k}": eager[k] for k in ("critic_updates_per_s", "matmul_ceiling_fraction")})
         print(f"critic updates/s {result['critic_updates_per_s']:.1f} "
-              f"(ceiling {result['ceiling_updates_per_s']:.1f}/s from GEMM "
-              f"{result['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s): "
-              f"{result['matmul_ceiling_fraction']:.0%} of the matmul ceiling")
+              f"({'compiled' if result['compiled'] else 'eager'}; ceiling {result['ceiling_updates_per_s']:.1f}/s "
+              f"from GEMM {result['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s): "
+              f"{result['matmul_ceiling_fraction']:.0%} of the matmul ceiling; "
+              f"eager {eager['critic_updates_per_s']:.1f}/s: {eager['matmul_ceiling_fraction']:.0%}")
     if "replay" in tasks:
         result["replay_bytes_ratio"] = replay_ratio()
         print(f"replay bytes per image transition / raw frame bytes: {result['replay_bytes_ratio']:.3f}")
