@@ -111,49 +111,55 @@ class CompiledUpdate:
         self.critic_adam = _AdamGroup(agent.critic_opt, critic_params, cfg.grad_clip_norm)
         self.actor_adam = _AdamGroup(agent.actor_opt, actor_params, cfg.grad_clip_norm)
         self.temp_adam = _AdamGroup(agent.temp_opt, [agent.log_alpha], None)
-        # two graphs, not one with a branch: each then has a single cache entry to guard
+        # two functions, hence two code objects, each with its own single-entry dynamo cache
         kw = {"mode": mode} if mode else {}
-        import os
-        if os.environ.get("GF"): kw["options"] = {"guard_filter_fn": getattr(torch.compiler, os.environ["GF"])}
-        self._critic_step = torch.compile(self._update, **kw)
-        self._critic_actor_step = torch.compile(self._update, **kw)
+        self._critic_step = torch.compile(self._critic_update, **kw)
+        self._critic_actor_step = torch.compile(self._critic_actor_update, **kw)
 
     def __call__(self, batch: Dict[str, Any], next_noise: torch.Tensor, idx: torch.Tensor, alpha: torch.Tensor,
                  actor_noise: Optional[torch.Tensor] = None):
-        groups = [self.critic_adam] + ([self.actor_adam, self.temp_adam] if actor_noise is not None else [])
-        step = self._critic_step if actor_noise is None else self._critic_actor_step
-        return step(batch, next_noise, idx, alpha, actor_noise,
-                          [g.params for g in groups], [g.state() for g in groups], [g.hyper() for g in groups])
+        critic = (batch, next_noise, idx, alpha, self.critic_adam.params, self.critic_adam.state(),
+                  self.critic_adam.hyper())
+        if actor_noise is None:
+            return self._critic_step(*critic), None, None
+        actor = (actor_noise, self.actor_adam.params, self.actor_adam.state(), self.actor_adam.hyper(),
+                 self.temp_adam.state(), self.temp_adam.hyper())
+        return self._critic_actor_step(critic, actor)
 
-    def _update(self, b, next_noise, idx, alpha, actor_noise, params, states, hypers):
+    def _critic_update(self, b, next_noise, idx, alpha, params, state, hyper, return_features=False):
         agent = self.agent
         args = (b["obs"], b["next_obs"], b["action"], b["reward"], b["terminated"], b["grasp_penalty"],
                 next_noise, idx, alpha)
 
-        def critic_objective(ps):
+        def objective(ps):
             loss, feat, stats = functional_call(self.critic_call, dict(zip(self.critic_names, ps)), args)
             return loss, (feat.detach(), stats)
 
-        grads, (feat, cstats) = grad(critic_objective, has_aux=True)(params[0])
+        grads, (feat, stats) = grad(objective, has_aux=True)(params)
         with torch.no_grad():
             _clip_(grads, self.critic_adam.clip)
-            _adam_(params[0], grads, *states[0], *hypers[0])
+            _adam_(params, grads, *state, *hyper)
             torch._foreach_lerp_(agent._polyak_target, agent._polyak_online, agent.config.tau)
-        if actor_noise is None:
-            return cstats, None, None
+        return (stats, feat) if return_features else stats
 
-        def actor_objective(ps, log_alpha):
+    def _critic_actor_update(self, critic, actor):
+        """The critic update, then the actor and temperature step on its (detached) features."""
+        agent = self.agent
+        cstats, feat = self._critic_update(*critic, return_features=True)
+        noise, params, state, hyper, temp_state, temp_hyper = actor
+        alpha = critic[3]
+
+        def objective(ps, log_alpha):
             # the actor loss sees alpha as a constant and the temperature loss a detached
             # log-prob, so the sum's gradient splits into the two separate SAC gradients
             a_loss, logp, astats = functional_call(self.actor_call, dict(zip(self.actor_names, ps)),
-                                                   (feat, actor_noise, alpha))
+                                                   (feat, noise, alpha))
             t_loss = temperature_loss(log_alpha, logp, agent.target_entropy)
             return a_loss + t_loss, (astats, t_loss.detach())
 
-        (a_grads, t_grad), (astats, t_loss) = grad(actor_objective, argnums=(0, 1), has_aux=True)(
-            params[1], params[2][0])
+        (grads, t_grad), (astats, t_loss) = grad(objective, argnums=(0, 1), has_aux=True)(params, agent.log_alpha)
         with torch.no_grad():
-            _clip_(a_grads, self.actor_adam.clip)
-            _adam_(params[1], a_grads, *states[1], *hypers[1])
-            _adam_(params[2], [t_grad], *states[2], *hypers[2])
+            _clip_(grads, self.actor_adam.clip)
+            _adam_(params, grads, *state, *hyper)
+            _adam_([agent.log_alpha], [t_grad], *temp_state, *temp_hyper)
         return cstats, astats, t_loss
