@@ -97,8 +97,9 @@ def _adam_(params, grads, steps, exp_avgs, exp_avg_sqs, lr, beta1, beta2, eps) -
 
 
 class CompiledUpdate:
-    """``update(batch, next_noise, idx, alpha, actor_noise)`` -> ``(critic_stats, actor_stats,
-    temperature_loss)``; the last two are ``None`` unless ``actor_noise`` is given."""
+    """``CompiledUpdate(agent)(batch, next_noise, idx, alpha, actor_noise=None)`` ->
+    ``(critic_stats, actor_stats, temperature_loss)``: one critic update, and the actor and
+    temperature step too when ``actor_noise`` is given (otherwise the last two are ``None``)."""
 
     def __init__(self, agent: Any, mode: Optional[str] = None):
         cfg = agent.config
