@@ -122,12 +122,13 @@ class CompiledUpdate:
         critic = (batch, next_noise, idx, alpha, self.critic_adam.params, self.critic_adam.state(),
                   self.critic_adam.hyper())
         if actor_noise is None:
-            return self._critic_step(*critic), None, None
+            return self._critic_step(*critic)[0], None, None
         actor = (actor_noise, self.actor_adam.params, self.actor_adam.state(), self.actor_adam.hyper(),
                  self.temp_adam.state(), self.temp_adam.hyper())
         return self._critic_actor_step(critic, actor)
 
-    def _critic_update(self, b, next_noise, idx, alpha, params, state, hyper, return_features=False):
+    def _critic_update(self, b, next_noise, idx, alpha, params, state, hyper):
+        """Returns the loss stats and the encoder features (detached) the actor step uses."""
         agent = self.agent
         args = (b["obs"], b["next_obs"], b["action"], b["reward"], b["terminated"], b["grasp_penalty"],
                 next_noise, idx, alpha)
@@ -141,14 +142,14 @@ class CompiledUpdate:
             _clip_(grads, self.critic_adam.clip)
             _adam_(params, grads, *state, *hyper)
             torch._foreach_lerp_(agent._polyak_target, agent._polyak_online, agent.config.tau)
-        return (stats, feat) if return_features else stats
+        return stats, feat
 
     def _critic_actor_update(self, critic, actor):
         """The critic update, then the actor and temperature step on its (detached) features."""
         agent = self.agent
-        cstats, feat = self._critic_update(*critic, return_features=True)
+        cstats, feat = self._critic_update(*critic)
+        alpha = critic[3]  # (batch, next_noise, idx, alpha, ...)
         noise, params, state, hyper, temp_state, temp_hyper = actor
-        alpha = critic[3]
 
         def objective(ps, log_alpha):
             # the actor loss sees alpha as a constant and the temperature loss a detached

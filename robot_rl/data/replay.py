@@ -36,7 +36,7 @@ __all__ = [
     "ReplayBuffer",
     "MixedSampler",
     "to_torch",
-    "concat_batches",
+    "map_arrays",
 ]
 
 ObsSpec = Dict[str, Tuple[Tuple[int, ...], np.dtype]]
@@ -94,9 +94,6 @@ def map_arrays(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], a: Any, b: An
         return {k: map_arrays(fn, a[k], b[k]) for k in a}
     return fn(a, b)
 
-
-def concat_batches(a: Any, b: Any) -> Any:
-    return map_arrays(lambda x, y: np.concatenate([x, y], axis=0), a, b)
 
 
 class ReplayBuffer:
@@ -505,8 +502,6 @@ class MixedSampler:
             parts.append(self.online_buffer.sample(n_online * num_batches, rng))
         if len(parts) == 1:
             batch = parts[0]
-        elif num_batches == 1:
-            batch = concat_batches(parts[0], parts[1])
         else:  # interleave per minibatch: [demo_0, online_0, demo_1, online_1, ...]
             batch = map_arrays(lambda d, o: np.concatenate(
                 [d.reshape(num_batches, n_demo, *d.shape[1:]), o.reshape(num_batches, n_online, *o.shape[1:])],
