@@ -3,7 +3,7 @@
 Layout under ``root`` (LeRobotDataset v3.0)::
 
     meta/info.json                                  dataset description + feature spec
-    meta/stats.json                                 per-feature min/max/mean/std/count
+    meta/stats.json                                 per-feature min/max/mean/std/count/q01..q99
     meta/tasks.parquet                              task strings <-> task_index
     meta/episodes/chunk-000/file-000.parquet        one row per episode (+ per-episode stats)
     data/chunk-XXX/file-YYY.parquet                 per-frame numeric columns
@@ -15,6 +15,16 @@ Feature spec (the ``features`` argument of the writer), one entry per user featu
      "next.done": {"dtype": "bool", "shape": [1], "names": None},
      "observation.images.front": {"dtype": "video", "shape": [128, 128, 3],
                                   "names": ["height", "width", "channels"]}}
+
+Camera features: ``dtype`` ``"video"`` (mp4 files) or ``"image"`` (PNG bytes in the parquet
+column, a struct ``{bytes, path}`` as LeRobot/HF ``datasets`` store them). Their shape is
+``[H, W, 3]`` or channel-first ``[3, H, W]`` (``names`` ``["channels", "height", "width"]``, as
+LeRobot's HIL-SERL recorder writes); whatever the declared layout, the reader returns frames as
+uint8 ``[H, W, 3]`` and the writer accepts either layout.
+
+Stats: min/max/mean/std/count and the quantiles q01, q10, q50, q90, q99 that LeRobot 0.6
+writes (per episode in ``meta/episodes``, aggregated into ``meta/stats.json`` as LeRobot does:
+count-weighted means of the per-episode quantiles), so QUANTILES normalization works.
 
 The standard columns ``timestamp``, ``frame_index``, ``episode_index``, ``index`` and
 ``task_index`` are added (and filled) by the writer. Features of shape ``[1]`` are stored as
@@ -37,6 +47,7 @@ Only one writer per root at a time (enforced with an ``flock`` on ``root/.writer
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import warnings
@@ -85,6 +96,15 @@ _NUMERIC_DTYPES = {
     "float16", "float32", "float64",
 }  # fmt: skip
 _STAT_NAMES = ("min", "max", "mean", "std", "count")
+QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
+_QUANTILE_NAMES = tuple(f"q{int(round(q * 100)):02d}" for q in QUANTILES)  # q01 ... q99
+_CAMERA_DTYPES = ("video", "image")
+# Codec names in info.json ("video.codec") -> PyAV encoders that write them, preferred first.
+_ENCODERS_FOR_CODEC = {
+    "h264": ("libx264",), "av1": ("libsvtav1", "libaom-av1"), "hevc": ("libx265",),
+    "vp9": ("libvpx-vp9",),
+}  # fmt: skip
+DEFAULT_VIDEO_CODEC = "libx264"
 
 # g=2 (a keyframe every 2 frames, LeRobot's choice too) keeps single-frame random access cheap.
 DEFAULT_VIDEO_OPTIONS: dict[str, dict[str, str]] = {
@@ -165,23 +185,109 @@ def _normalize_features(features: Mapping[str, Mapping[str, Any]], *, strict: bo
         names = ft.get("names")
         if not shape or any(s <= 0 for s in shape):
             raise ValueError(f"feature {name!r}: shape must be non-empty and positive, got {shape}")
-        if dtype == "video":
-            if len(shape) != 3 or shape[2] != 3:
-                raise ValueError(f"video feature {name!r}: shape must be [height, width, 3], got {shape}")
-            if strict and (shape[0] % 2 or shape[1] % 2):
+        if dtype in _CAMERA_DTYPES:
+            if len(shape) != 3 or 3 not in (shape[0], shape[2]):
+                raise ValueError(
+                    f"{dtype} feature {name!r}: shape must be [height, width, 3] or [3, height, width], "
+                    f"got {shape}"
+                )
+            h, w, _ = _hwc({"shape": shape, "names": names})
+            if dtype == "video" and strict and (h % 2 or w % 2):
                 raise ValueError(f"video feature {name!r}: yuv420p needs even height/width, got {shape}")
-            names = names if names is not None else ["height", "width", "channels"]
+            if names is None:
+                cf = _channel_first({"shape": shape, "names": None})
+                names = ["channels", "height", "width"] if cf else ["height", "width", "channels"]
         elif dtype not in _NUMERIC_DTYPES:
             raise ValueError(
-                f"feature {name!r}: unsupported dtype {dtype!r} (supported: 'video', "
-                f"{', '.join(sorted(_NUMERIC_DTYPES))}; 'image'/'string' are not implemented)"
+                f"feature {name!r}: unsupported dtype {dtype!r} (supported: 'video', 'image', "
+                f"{', '.join(sorted(_NUMERIC_DTYPES))}; 'string' is not implemented)"
             )
         out[name] = {"dtype": dtype, "shape": shape, "names": list(names) if names is not None else None}
     return out
 
 
+def _is_camera(ft: Mapping[str, Any]) -> bool:
+    return ft["dtype"] in _CAMERA_DTYPES
+
+
+def _channel_first(ft: Mapping[str, Any]) -> bool:
+    """Whether a camera feature is declared [C, H, W]: by its names when given (LeRobot's
+    ``["channels", "height", "width"]``), else by which end of the shape holds the 3 channels."""
+    names = ft.get("names")
+    if names and len(names) == 3:
+        first = str(names[0]).lower()
+        if first in ("channels", "channel", "c"):
+            return True
+        if str(names[2]).lower() in ("channels", "channel", "c"):
+            return False
+    shape = list(ft["shape"])
+    return shape[0] == 3 and shape[2] != 3
+
+
+def _hwc(ft: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(height, width, channels) of a camera feature, whichever layout it declares."""
+    a, b, c = (int(s) for s in ft["shape"])
+    return (b, c, a) if _channel_first(ft) else (a, b, c)
+
+
+def _same_camera(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return _is_camera(a) and _is_camera(b) and _hwc(a) == _hwc(b)
+
+
 def _stat_shape(ft: Mapping[str, Any]) -> tuple[int, ...]:
-    return (3, 1, 1) if ft["dtype"] == "video" else tuple(ft["shape"])
+    return (3, 1, 1) if _is_camera(ft) else tuple(ft["shape"])
+
+
+def _encode_png(img: np.ndarray) -> bytes:
+    cc = av.CodecContext.create("png", "w")
+    cc.width, cc.height, cc.pix_fmt = img.shape[1], img.shape[0], "rgb24"
+    packets = cc.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24"))
+    packets += cc.encode(None)
+    return b"".join(bytes(p) for p in packets)
+
+
+def _decode_image_bytes(data: bytes, where: str) -> np.ndarray:
+    """An encoded image (PNG as LeRobot writes; any format Pillow reads, where it is installed)
+    -> uint8 [H, W, 3]."""
+    try:
+        from PIL import Image
+    except ImportError:
+        Image = None
+    try:
+        if Image is not None:
+            with Image.open(io.BytesIO(data)) as im:
+                return np.asarray(im.convert("RGB"))
+        frames = av.CodecContext.create("png", "r").decode(av.Packet(data))
+        return frames[0].to_ndarray(format="rgb24")
+    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad dataset
+        raise DatasetError(f"{where}: cannot decode image: {e}") from e
+
+
+def _images_from_arrow(col: pa.ChunkedArray | pa.Array, root: Path, where: str) -> np.ndarray:
+    """An ``image`` column (struct {bytes, path}) -> uint8 [T, H, W, 3]. Bytes are used when
+    present, else the file at ``path`` (relative to the dataset root)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if not pa.types.is_struct(arr.type) or arr.type.get_field_index("bytes") < 0:
+        raise DatasetError(f"{where}: image column must be a struct {{bytes, path}}, got {arr.type}")
+    has_path = arr.type.get_field_index("path") >= 0
+    blobs = arr.field("bytes").to_pylist()
+    paths = arr.field("path").to_pylist() if has_path else [None] * len(blobs)
+    frames = []
+    for i, (blob, path) in enumerate(zip(blobs, paths)):
+        if blob is None:
+            file = None if path is None else (Path(path) if Path(path).is_absolute() else root / path)
+            if file is None or not file.is_file():
+                raise DatasetError(f"{where}: row {i} has neither image bytes nor a readable path ({path!r})")
+            blob = file.read_bytes()
+        frames.append(_decode_image_bytes(blob, f"{where} row {i}"))
+    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+def _images_to_arrow(pngs: Sequence[bytes]) -> pa.Array:
+    paths = [f"frame-{i:06d}.png" for i in range(len(pngs))]
+    return pa.StructArray.from_arrays(
+        [pa.array(list(pngs), pa.binary()), pa.array(paths, pa.string())], names=["bytes", "path"]
+    )
 
 
 def _to_arrow(values: np.ndarray, shape: Sequence[int]) -> pa.Array:
@@ -213,13 +319,16 @@ def _from_arrow(col: pa.ChunkedArray | pa.Array, ft: Mapping[str, Any], where: s
 
 def _numeric_stats(values: np.ndarray, shape: Sequence[int]) -> dict[str, np.ndarray]:
     x = values.astype(np.float64).reshape(len(values), *shape)
-    return {
+    stats = {
         "min": x.min(0),
         "max": x.max(0),
         "mean": x.mean(0),
         "std": x.std(0),
         "count": np.array([len(values)], dtype=np.int64),
     }
+    qs = np.quantile(x, QUANTILES, axis=0)
+    stats.update({name: q for name, q in zip(_QUANTILE_NAMES, qs)})
+    return stats
 
 
 class _ImageStats:
@@ -244,13 +353,20 @@ class _ImageStats:
         mean = (self.hist * levels).sum(1) / n
         var = (self.hist * (levels - mean[:, None]) ** 2).sum(1) / n
         seen = self.hist > 0
-        return {
+        stats = {
             "min": np.array([levels[s].min() for s in seen]).reshape(3, 1, 1),
             "max": np.array([levels[s].max() for s in seen]).reshape(3, 1, 1),
             "mean": mean.reshape(3, 1, 1),
             "std": np.sqrt(var).reshape(3, 1, 1),
             "count": np.array([self.frames], dtype=np.int64),
         }
+        # Exact per-channel quantiles of the pixel values (the smallest level whose cumulative
+        # share reaches q), in [0, 1] like the other image stats.
+        cum = np.cumsum(self.hist, 1)
+        for name, q in zip(_QUANTILE_NAMES, QUANTILES):
+            idx = [min(int(np.searchsorted(c, q * c[-1], side="left")), 255) for c in cum]
+            stats[name] = levels[idx].reshape(3, 1, 1)
+        return stats
 
 
 def _aggregate_stats(per_episode: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -262,13 +378,19 @@ def _aggregate_stats(per_episode: list[dict[str, np.ndarray]]) -> dict[str, np.n
     stds = np.stack([s["std"] for s in per_episode])
     mean = (w * means).sum(0) / total
     var = (w * (stds**2 + (means - mean) ** 2)).sum(0) / total
-    return {
+    out = {
         "min": np.min(np.stack([s["min"] for s in per_episode]), 0),
         "max": np.max(np.stack([s["max"] for s in per_episode]), 0),
         "mean": mean,
         "std": np.sqrt(var),
         "count": np.array([int(total)], dtype=np.int64),
     }
+    # Quantiles as LeRobot 0.6 aggregates them: count-weighted mean of per-episode quantiles
+    # (only where every episode has them, e.g. not over episodes written before we wrote them).
+    for q in _QUANTILE_NAMES:
+        if all(q in s for s in per_episode):
+            out[q] = (w * np.stack([s[q] for s in per_episode])).sum(0) / total
+    return out
 
 
 def _dataset_stats(features: Mapping[str, Any], episodes: list[dict]) -> dict[str, dict[str, list]]:
@@ -281,6 +403,8 @@ def _dataset_stats(features: Mapping[str, Any], episodes: list[dict]) -> dict[st
             vals = {s: row.get(f"stats/{name}/{s}") for s in _STAT_NAMES}
             if any(v is None for v in vals.values()):
                 continue  # e.g. foreign episode rows without stats for this feature
+            vals.update({q: row[f"stats/{name}/{q}"] for q in _QUANTILE_NAMES
+                         if row.get(f"stats/{name}/{q}") is not None})
             per_ep.append({
                 s: np.asarray(v, dtype=np.float64).reshape((1,) if s == "count" else shape)
                 for s, v in vals.items()
@@ -495,14 +619,18 @@ class LeRobotDatasetWriter:
         fps: frames per second (int).
         features: user feature spec, see module docstring. Standard columns are added automatically.
         robot_type: stored in info.json (kept from the existing dataset when resuming).
-        video_codec: PyAV encoder name. ``libx264`` by default because LeRobot's default AV1
-            (``libsvtav1``) is much slower on CPU; both decode everywhere.
+        video_codec: PyAV encoder name. None: the codec of the dataset's videos when appending
+            (``libsvtav1`` for LeRobot's default AV1), else ``libx264``, because AV1 is much
+            slower to encode on CPU; both decode everywhere.
         video_options: encoder options; defaults to ``DEFAULT_VIDEO_OPTIONS[video_codec]``.
         chunks_size: max files per ``chunk-XXX`` directory (LeRobot default 1000).
 
     Resuming checks that fps, features and video codec match the existing dataset
     (``DatasetError`` otherwise), removes temp files and files of uncommitted episodes left by
-    a crashed writer, and appends after the last committed episode.
+    a crashed writer, and appends after the last committed episode. A camera feature matches
+    the dataset's when its frames have the same height, width and channels, whatever the
+    declared layout or camera dtype (video/image): the dataset's declaration is kept, and so
+    are its feature ``names`` where ours are None.
     """
 
     def __init__(
@@ -511,7 +639,7 @@ class LeRobotDatasetWriter:
         fps: int,
         features: Mapping[str, Mapping[str, Any]],
         robot_type: str = "unknown",
-        video_codec: str = "libx264",
+        video_codec: str | None = None,
         video_options: Mapping[str, str] | None = None,
         chunks_size: int = DEFAULT_CHUNKS_SIZE,
     ):
@@ -520,12 +648,11 @@ class LeRobotDatasetWriter:
         self.root = Path(root)
         self.fps = int(fps)
         self._features = _normalize_features(features)
-        self._video_keys = [k for k, ft in self._features.items() if ft["dtype"] == "video"]
-        self._codec = video_codec
-        self._codec_name = av.codec.Codec(video_codec, "w").canonical_name  # fails early if unknown
-        if video_options is None:
-            video_options = DEFAULT_VIDEO_OPTIONS.get(video_codec, {"g": "2"})
-        self._video_options = dict(video_options)
+        self._set_feature_keys()
+        self._codec_requested = video_codec
+        if video_codec is not None:
+            self._set_codec(video_codec, video_options)  # fails early if unknown
+        self._video_options_arg = video_options
         self._closed = False
 
         self.root.mkdir(parents=True, exist_ok=True)
@@ -540,6 +667,8 @@ class LeRobotDatasetWriter:
             if (self.root / INFO_PATH).exists():
                 self._resume(chunks_size)
             else:
+                if video_codec is None:
+                    self._set_codec(DEFAULT_VIDEO_CODEC, video_options)
                 self._info = self._new_info(robot_type, chunks_size)
                 self._episodes: list[dict] = []
                 self._tasks: list[str] = []
@@ -551,12 +680,40 @@ class LeRobotDatasetWriter:
 
     # ---- setup
 
+    def _set_feature_keys(self) -> None:
+        self._video_keys = [k for k, ft in self._features.items() if ft["dtype"] == "video"]
+        self._image_keys = [k for k, ft in self._features.items() if ft["dtype"] == "image"]
+        self._numeric_keys = [k for k, ft in self._features.items() if not _is_camera(ft)]
+
+    def _set_codec(self, codec: str, options: Mapping[str, str] | None) -> None:
+        self._codec = codec
+        self._codec_name = av.codec.Codec(codec, "w").canonical_name
+        if options is None:
+            options = DEFAULT_VIDEO_OPTIONS.get(codec, {"g": "2"})
+        self._video_options = dict(options)
+
+    @staticmethod
+    def _encoder_for(codec_name: str) -> str | None:
+        """A PyAV encoder writing ``codec_name`` (info.json's "video.codec"), None if none here."""
+        for enc in _ENCODERS_FOR_CODEC.get(codec_name, (codec_name,)):
+            try:
+                av.codec.Codec(enc, "w")
+                return enc
+            except Exception:  # noqa: BLE001 - not built into this PyAV/FFmpeg
+                continue
+        return None
+
+    @property
+    def video_codec(self) -> str:
+        """The PyAV encoder this writer uses (e.g. ``libx264``, ``libsvtav1``)."""
+        return self._codec
+
     def _new_info(self, robot_type: str, chunks_size: int) -> dict:
         features = {}
         for name, ft in self._features.items():
             features[name] = dict(ft)
             if ft["dtype"] == "video":
-                h, w, c = ft["shape"]
+                h, w, c = _hwc(ft)
                 features[name]["info"] = {
                     "video.height": h,
                     "video.width": w,
@@ -591,11 +748,35 @@ class LeRobotDatasetWriter:
         if info["fps"] != self.fps:
             raise DatasetError(f"{where}: dataset has fps={info['fps']}, writer was given fps={self.fps}")
         stored = _normalize_features(info["features"], strict=False)
-        if stored != self._features:
-            mine = self._features
-            diff = sorted(k for k in stored.keys() | mine.keys() if stored.get(k) != mine.get(k))
+        mine = self._features
+
+        def same(k: str) -> bool:
+            a, b = stored.get(k), mine.get(k)
+            if a is None or b is None:
+                return a is b
+            if _is_camera(a) or _is_camera(b):
+                return _same_camera(a, b)
+            return (a["dtype"], a["shape"]) == (b["dtype"], b["shape"]) and (
+                b["names"] is None or a["names"] == b["names"]
+            )
+
+        diff = sorted(k for k in stored.keys() | mine.keys() if not same(k))
+        if diff:
             details = "; ".join(f"{k}: dataset={stored.get(k)} writer={mine.get(k)}" for k in diff)
             raise DatasetError(f"{where}: features do not match the existing dataset ({details})")
+        self._features = {k: stored[k] for k in mine}  # the dataset's declarations win
+        self._set_feature_keys()
+        codecs = {info["features"][k].get("info", {}).get("video.codec") for k in self._video_keys} - {None}
+        if self._codec_requested is None:
+            # Match the dataset (e.g. LeRobot's AV1) so every episode of a key has one codec.
+            stored_codec = sorted(codecs)[0] if codecs else None
+            encoder = self._encoder_for(stored_codec) if stored_codec else DEFAULT_VIDEO_CODEC
+            if encoder is None:
+                raise DatasetError(
+                    f"{where}: videos are encoded as {stored_codec!r} and this PyAV has no encoder "
+                    f"for it; pass a video_codec (all episodes of a video key must share a codec)"
+                )
+            self._set_codec(encoder, self._video_options_arg)
         for key in self._video_keys:
             codec = info["features"][key].get("info", {}).get("video.codec")
             if codec is not None and codec != self._codec_name:
@@ -649,11 +830,11 @@ class LeRobotDatasetWriter:
     # ---- episode buffer
 
     def _reset_buffer(self) -> None:
-        numeric = [k for k, ft in self._features.items() if ft["dtype"] != "video"]
-        self._frames: dict[str, list[np.ndarray]] = {k: [] for k in numeric}
+        self._frames: dict[str, list[np.ndarray]] = {k: [] for k in self._numeric_keys}
+        self._pngs: dict[str, list[bytes]] = {k: [] for k in self._image_keys}
         self._frame_tasks: list[str] = []
         self._encoders: dict[str, _VideoEncoder] = {}
-        self._image_stats = {k: _ImageStats() for k in self._video_keys}
+        self._image_stats = {k: _ImageStats() for k in self._video_keys + self._image_keys}
 
     @property
     def num_episodes(self) -> int:
@@ -672,7 +853,7 @@ class LeRobotDatasetWriter:
         """Buffer one frame of the current episode. Video frames are encoded right away (to a temp file).
 
         ``frame`` holds exactly the user features: numeric values with the feature's shape
-        (scalars allowed for shape [1]) and images as uint8 arrays [H, W, 3].
+        (scalars allowed for shape [1]) and images as uint8 arrays [H, W, 3] (or [3, H, W]).
         """
         self._check_open()
         if not isinstance(task, str) or not task:
@@ -690,11 +871,16 @@ class LeRobotDatasetWriter:
         for name, ft in self._features.items():
             arr = np.asarray(frame[name])
             shape = tuple(ft["shape"])
-            if ft["dtype"] == "video":
-                if arr.dtype != np.uint8 or arr.shape != shape:
+            if _is_camera(ft):
+                hwc = _hwc(ft)
+                if arr.dtype == np.uint8 and arr.shape != hwc and arr.shape == (hwc[2], hwc[0], hwc[1]):
+                    arr = arr.transpose(1, 2, 0)  # channel-first frame
+                if arr.dtype != np.uint8 or arr.shape != hwc:
                     raise ValueError(
-                        f"{name!r}: expected uint8 image of shape {shape}, got {arr.dtype} {arr.shape}"
+                        f"{name!r}: expected uint8 image of shape {hwc} (or channel-first "
+                        f"{(hwc[2], hwc[0], hwc[1])}), got {arr.dtype} {arr.shape}"
                     )
+                arr = np.ascontiguousarray(arr)
             else:
                 if not np.can_cast(arr.dtype, ft["dtype"], casting="same_kind"):
                     raise ValueError(f"{name!r}: cannot store {arr.dtype} values as {ft['dtype']}")
@@ -707,10 +893,13 @@ class LeRobotDatasetWriter:
 
         for key in self._video_keys:
             if key not in self._encoders:
-                h, w, _ = self._features[key]["shape"]
+                h, w, _ = _hwc(self._features[key])
                 path = self._video_path(key, *self._next_location(f"videos/{key}"))
                 self._encoders[key] = _VideoEncoder(path, self.fps, h, w, self._codec, self._video_options)
             self._encoders[key].add(values[key])
+            self._image_stats[key].add(values[key])
+        for key in self._image_keys:
+            self._pngs[key].append(_encode_png(values[key]))
             self._image_stats[key].add(values[key])
         for name in self._frames:
             self._frames[name].append(values[name])
@@ -741,8 +930,14 @@ class LeRobotDatasetWriter:
             task_index=np.array([task_ids[t] for t in self._frame_tasks], dtype=np.int64),
         )
         features = self._info["features"]
-        numeric = [k for k, ft in features.items() if ft["dtype"] != "video"]
-        table = pa.table({k: _to_arrow(columns[k], features[k]["shape"]) for k in numeric})
+        numeric = [k for k, ft in features.items() if not _is_camera(ft)]
+        arrays = {}
+        for k, ft in features.items():  # the dataset's column order
+            if k in self._pngs:
+                arrays[k] = _images_to_arrow(self._pngs[k])
+            elif not _is_camera(ft):
+                arrays[k] = _to_arrow(columns[k], ft["shape"])
+        table = pa.table(arrays)
 
         # 1) Episode files: temp files first, then rename into place. Not visible to readers
         #    until info.json is committed below.
@@ -912,7 +1107,9 @@ class LeRobotDataset:
         self.tasks: list[str] = meta.tasks
         self.episodes: list[dict] = meta.episodes  # per-episode metadata rows
         self.video_keys = [k for k, ft in self.features.items() if ft["dtype"] == "video"]
-        self._numeric = [k for k, ft in self.features.items() if ft["dtype"] != "video"]
+        self.image_keys = [k for k, ft in self.features.items() if ft["dtype"] == "image"]
+        self._numeric = [k for k, ft in self.features.items() if not _is_camera(ft)]
+        self._columns = [k for k in self.features if k not in self.video_keys]
         self._from_indices = [r["dataset_from_index"] for r in self.episodes]
         self._cache: tuple[Path, pa.Table] | None = None
         self._check_files()
@@ -944,7 +1141,7 @@ class LeRobotDataset:
                 vpath = self._video_path(r, key)
                 if not vpath.is_file():
                     raise DatasetError(f"missing video file {vpath} ({key!r}, episode {r['episode_index']})")
-        expected = set(self._numeric)
+        expected = set(self._columns)
         for path, n_rows in rows_in_file.items():
             if not path.is_file():
                 raise DatasetError(f"missing data file {path}")
@@ -969,6 +1166,11 @@ class LeRobotDataset:
         return len(self.episodes)
 
     @property
+    def camera_keys(self) -> list[str]:
+        """Video and image features (all read as uint8 [H, W, 3] frames)."""
+        return [k for k in self.features if k in self.video_keys or k in self.image_keys]
+
+    @property
     def num_frames(self) -> int:
         return len(self)
 
@@ -983,7 +1185,7 @@ class LeRobotDataset:
     def _table(self, path: Path) -> pa.Table:
         # One-file cache: consecutive accesses usually hit the same file.
         if self._cache is None or self._cache[0] != path:
-            self._cache = (path, _read_parquet(pq.read_table, path, columns=self._numeric))
+            self._cache = (path, _read_parquet(pq.read_table, path, columns=self._columns))
         return self._cache[1]
 
     def _episode_rows(self, i: int) -> tuple[Path, pa.Table]:
@@ -994,7 +1196,8 @@ class LeRobotDataset:
 
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """All frames of episode ``i``: numeric features [T, *shape] ([T] for shape [1]),
-        videos uint8 [T, H, W, 3], and ``task`` (string per frame)."""
+        videos and images uint8 [T, H, W, 3] (also where declared channel-first), and ``task``
+        (string per frame)."""
         if not -self.num_episodes <= i < self.num_episodes:
             raise IndexError(f"episode {i} out of range ({self.num_episodes} episodes)")
         i %= self.num_episodes
@@ -1011,6 +1214,10 @@ class LeRobotDataset:
                 f"{path}: rows for episode {i} do not match its metadata (index/frame_index/episode_index)"
             )
         out["task"] = np.array([self.tasks[t] for t in out["task_index"]])
+        for key in self.image_keys:
+            out[key] = self._check_image(
+                _images_from_arrow(rows[key], self.root, f"{path} column {key!r}"), key, path
+            )
         for key in self.video_keys:
             vpath = self._video_path(r, key)
             frames = _decode_video(
@@ -1024,9 +1231,13 @@ class LeRobotDataset:
         return out
 
     def _check_image(self, arr: np.ndarray, key: str, path: Path) -> np.ndarray:
-        if arr.shape[-3:] != tuple(self.features[key]["shape"]):
-            expected = self.features[key]["shape"]
-            raise DatasetError(f"{path}: frames of shape {arr.shape[-3:]} but {key!r} is {expected}")
+        """Frames are returned [.., H, W, 3] whatever layout the feature declares."""
+        ft = self.features[key]
+        if arr.shape[-3:] != _hwc(ft):
+            raise DatasetError(
+                f"{path}: frames of shape {arr.shape[-3:]} but {key!r} is {ft['shape']} "
+                f"(height, width, channels {_hwc(ft)})"
+            )
         return arr
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -1043,6 +1254,10 @@ class LeRobotDataset:
         if item["index"] != index:
             raise DatasetError(f"{path}: row for index {index} holds index {item['index']}")
         item["task"] = self.tasks[item["task_index"]]
+        for key in self.image_keys:
+            item[key] = self._check_image(
+                _images_from_arrow(row[key], self.root, f"{path} column {key!r}")[0], key, path
+            )
         for key in self.video_keys:
             vpath = self._video_path(r, key)
             ts = r[f"videos/{key}/from_timestamp"] + float(item["timestamp"])
