@@ -81,14 +81,16 @@ class EpisodeRecorder:
     """
 
     def __init__(self, root, env, fps: int | None = None, robot_type: str = "panda",
-                 autosave: bool = True, env_id: str | None = None, task: str | None = None):
+                 autosave: bool = True, env_id: str | None = None, task: str | None = None,
+                 video_codec: str | None = None):
         from robot_rl.data.lerobot import LeRobotDatasetWriter
         self.root = Path(root)
         self.task = task or getattr(getattr(env.unwrapped, "task", None), "instruction", "") \
             or env_id or "task"
         self.autosave = autosave
         self.writer = LeRobotDatasetWriter(self.root, fps=fps or env_fps(env),
-                                           features=collect_features(env), robot_type=robot_type)
+                                           features=collect_features(env), robot_type=robot_type,
+                                           video_codec=video_codec)
         _write_meta(self.root, {"env_id": env_id or getattr(env.spec, "id", None),
                                 "task": self.task})
         self._pending: dict | None = None
@@ -216,7 +218,7 @@ def collect(env_id: str, teleop, episodes: int, out: str, only_success: bool = F
             seed: int = 0, realtime: bool = True, view: bool = True,
             max_attempts: int | None = None, env_kwargs: dict | None = None,
             teleop_kwargs: dict | None = None, progress: bool = True, env=None,
-            robot_type: str = "panda") -> dict:
+            robot_type: str = "panda", video_codec: str | None = None) -> dict:
     """Record `episodes` teleoperated episodes of `env_id` into the LeRobotDataset `out`
     (appending if it exists). `teleop` is a device name for `make_teleop` or a `Teleop`.
     `realtime` paces the loop at the env's control rate (needed in sim, where stepping is
@@ -239,7 +241,8 @@ def collect(env_id: str, teleop, episodes: int, out: str, only_success: bool = F
             teleop = make_teleop(teleop, **(teleop_kwargs or {}))
         cfg = env.unwrapped.task.action
         period = 1.0 / env_fps(env)
-        recorder = EpisodeRecorder(out, env, robot_type=robot_type, autosave=False, env_id=env_id)
+        recorder = EpisodeRecorder(out, env, robot_type=robot_type, autosave=False, env_id=env_id,
+                                   video_codec=video_codec)
         viewer = open_viewer(env) if view else None
         stats = dict(episodes=0, attempts=0, successes=0, rerecorded=0, discarded=0,
                      failures_dropped=0)
@@ -346,25 +349,38 @@ def collect(env_id: str, teleop, episodes: int, out: str, only_success: bool = F
 
 # ---- replay ------------------------------------------------------------------------------
 def replay_episode(dataset_dir, episode: int, env_id: str | None = None,
-                   env_kwargs: dict | None = None) -> dict:
+                   env_kwargs: dict | None = None, key_map: dict | None = None) -> dict:
     """Re-execute a recorded episode's actions (from its recorded reset seed) and compare the
-    replayed `observation.state` with the recorded one, frame by frame."""
+    replayed `observation.state` with the recorded one, frame by frame. `key_map` (dataset
+    feature -> observation key) finds the state under another name. Datasets without
+    `next.success` (LeRobot's own recordings) get it derived from the reward when the env's
+    reward is sparse (else it is reported as None); `derived` in the result says what was."""
     import gymnasium as gym
 
     import robot_rl  # noqa: F401
+    from robot_rl.data.episodes import (derived_fields, episode_outcomes, note_derived,
+                                        resolve_obs_features)
     from robot_rl.data.lerobot import LeRobotDataset
     ds = LeRobotDataset(dataset_dir)
     env_id = env_id or read_meta(dataset_dir).get("env_id")
     if not env_id:
         raise ValueError(f"{dataset_dir} does not record its env id: pass env_id / --env")
+    state_name = resolve_obs_features(ds.features, ["state"], key_map, where=dataset_dir)["state"]
     ep = ds.episode(episode)
     seed = None
     if "episode_seed" in ep and int(ep["episode_seed"][0]) >= 0:
         seed = int(ep["episode_seed"][0])
     env = gym.make(env_id, **(env_kwargs or {}))
     try:
+        sparse = getattr(env.unwrapped, "reward_type", None) == "sparse"
+        derived = {k: v for k, v in derived_fields(ds.features, sparse_reward=sparse).items()
+                   if k == "next.success"}
+        note_derived(ds, derived)
+        recorded_success = bool(episode_outcomes(ep, sparse_reward=sparse)["success"][-1])
+        if "next.success" in derived and not sparse:
+            recorded_success = None
         obs, _ = env.reset(seed=seed)
-        recorded = np.asarray(ep["observation.state"], np.float64)
+        recorded = np.asarray(ep[state_name], np.float64)
         replayed = []
         info: dict[str, Any] = {}
         for a in ep["action"]:
@@ -375,8 +391,8 @@ def replay_episode(dataset_dir, episode: int, env_id: str | None = None,
     diff = np.abs(np.stack(replayed) - recorded)
     return {"episode": int(episode), "env_id": env_id, "seed": seed, "steps": len(recorded),
             "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-            "recorded_success": bool(ep["next.success"][-1]),
-            "replayed_success": bool(info.get("is_success", False))}
+            "recorded_success": recorded_success,
+            "replayed_success": bool(info.get("is_success", False)), "derived": derived}
 
 
 # ---- CLI ---------------------------------------------------------------------------------
@@ -386,13 +402,14 @@ def _cmd_collect(args) -> int:
     stats = collect(args.env, args.teleop, args.episodes, args.out,
                     only_success=args.only_success, seed=args.seed, view=not args.no_view,
                     teleop_kwargs=parse_key_values(args.teleop_arg), env_kwargs=parse_key_values(args.env_arg),
-                    realtime=not args.no_realtime)
+                    realtime=not args.no_realtime, video_codec=args.video_codec)
     print(json.dumps(stats))
     return 0
 
 
 def _cmd_replay(args) -> int:
-    print(json.dumps(replay_episode(args.dataset, args.episode, args.env)))
+    key_map = parse_key_values(args.key_map) if args.key_map else None
+    print(json.dumps(replay_episode(args.dataset, args.episode, args.env, key_map=key_map)))
     return 0
 
 
@@ -413,10 +430,15 @@ def add_cli(subparsers) -> None:
                    help="device option, e.g. deadzone=0.2 or operator_yaw_deg=180")
     c.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="gymnasium.make option, e.g. image_size=64")
+    c.add_argument("--video-codec", default=None,
+                   help="PyAV encoder, e.g. libx264 or libsvtav1 (default: the dataset's codec "
+                        "when appending, else libx264)")
     c.set_defaults(func=_cmd_collect)
 
     r = subparsers.add_parser("replay", help="re-run a recorded episode in sim and compare states")
     r.add_argument("dataset", help="LeRobotDataset directory")
     r.add_argument("--episode", type=int, default=0)
     r.add_argument("--env", default=None, help="env id (default: the one recorded)")
+    r.add_argument("--key-map", action="append", default=[], metavar="FEATURE=KEY",
+                   help="dataset feature -> observation key, e.g. observation.joints=state")
     r.set_defaults(func=_cmd_replay)
