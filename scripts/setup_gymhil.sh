@@ -14,6 +14,9 @@ ROOT="$(pwd)"
 
 MUJOCO_LOWEST="3.3.0"     # keep in step with the mujoco floor in pyproject.toml
 GYM_HIL="gym-hil==0.1.14"
+# gymnasium-robotics' Fetch envs break on MuJoCo 3.17 (their joint-type asserts compare
+# numpy.int32 with MuJoCo's enums, which 3.17's bindings no longer equate): they live here
+GYM_ROBOTICS="gymnasium-robotics==1.4.2"
 # pytest: tests/sim/test_mujoco_range.py runs our sim test files under this MuJoCo too
 TEST_PKGS="pytest>=8 pytest-timeout>=2.2"
 # Python 3.11 like .venv, so the local torch wheels (cp311) are found
@@ -26,21 +29,27 @@ if [ -z "$PY" ]; then
   fi
 fi
 
-pipq() { "$@" 2>&1 | grep -v "is ignored" || true; }
-
 STAMP=".venv-gymhil/.robot_rl_stamp"
-# the stamp also covers pyproject.toml/setup.py: a changed dependency list re-resolves
-WANT="$GYM_HIL $TEST_PKGS mujoco==$MUJOCO_LOWEST $PY $ROOT $(cat pyproject.toml setup.py | sha1sum | cut -c1-12)"
+VENV_ID="$PY $ROOT"
+PKGS="$GYM_HIL $GYM_ROBOTICS mujoco==$MUJOCO_LOWEST $TEST_PKGS"
+# robot-rl's own dependency list is part of what was installed: a change re-resolves in place
+WANT="$VENV_ID | $PKGS | $(cat pyproject.toml setup.py | sha1sum | cut -c1-12)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-  rm -rf .venv-gymhil
-  "$PY" -m venv .venv-gymhil
-  pipq .venv-gymhil/bin/python -m pip install -q --upgrade pip
-  echo "installing into .venv-gymhil: robot-rl[learn] (editable) $GYM_HIL mujoco==$MUJOCO_LOWEST"
+  if [ ! -f "$STAMP" ] || [ "$(cut -d'|' -f1 "$STAMP")" != "$VENV_ID " ]; then
+    rm -rf .venv-gymhil
+    "$PY" -m venv .venv-gymhil
+    .venv-gymhil/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1
+  fi
+  echo "installing into .venv-gymhil: robot-rl[learn] (editable) $PKGS"
   # one resolve: fails here if robot-rl's ranges exclude gym-hil's or Meta-World's MuJoCo
-  .venv-gymhil/bin/python -m pip install -q -e ".[learn]" "$GYM_HIL" "mujoco==$MUJOCO_LOWEST" $TEST_PKGS \
-    2>&1 | grep -v "is ignored" || true
-  .venv-gymhil/bin/python -m pip check >/dev/null || {
-    .venv-gymhil/bin/python -m pip check >&2; exit 1; }
+  LOG=.venv-gymhil/pip-install.log
+  # shellcheck disable=SC2086
+  if ! .venv-gymhil/bin/python -m pip install -e ".[learn]" $PKGS >"$LOG" 2>&1; then
+    grep -v "is ignored" "$LOG" | tail -40 >&2
+    echo "error: pip could not install robot-rl[learn] beside $PKGS (log: $LOG)" >&2
+    exit 1
+  fi
+  .venv-gymhil/bin/python -m pip check >&2
   echo "$WANT" > "$STAMP"
 fi
 
@@ -52,7 +61,11 @@ assert mujoco.__version__ == sys.argv[1], (mujoco.__version__, sys.argv[1])
 import gymnasium as gym
 import gym_hil  # noqa: F401  (registers gym_hil/*)
 assert "gym_hil/PandaPickCubeBase-v0" in gym.registry
+import gymnasium_robotics
+gym.register_envs(gymnasium_robotics)
+assert "FetchReach-v4" in gym.registry
 import robot_rl.sim.world as w
 assert w._KERNEL is not None, "C kernel missing"
-print(f"gym-hil venv ok: mujoco {mujoco.__version__}, gym_hil/PandaPickCubeBase-v0, C kernel loaded")
+print(f"gym-hil venv ok: mujoco {mujoco.__version__}, gym_hil/PandaPickCubeBase-v0, FetchReach-v4, "
+      "C kernel loaded")
 EOF
