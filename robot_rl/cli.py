@@ -34,9 +34,17 @@ def _cmd_rollout(args) -> int:
 
 def _cmd_demos(args) -> int:
     from robot_rl.demos import collect_scripted_demos
-    summary = collect_scripted_demos(args.env, args.episodes, args.out, seed=args.seed,
+    env, policy = args.env, args.policy
+    if args.config:  # a run config's env section (wrappers, time limit, ...) and demos.policy
+        from robot_rl.train import load_config
+        cfg = load_config(args.config)
+        env, policy = cfg.env, policy or cfg.demos.policy
+    if env is None:
+        raise SystemExit("robot-rl demos: give --env ID or --config CONFIG.yaml")
+    summary = collect_scripted_demos(env, args.episodes, args.out, seed=args.seed,
                                      noise=args.noise, fail_prob=args.fail_prob,
-                                     only_success=args.only_success)
+                                     only_success=args.only_success, policy=policy,
+                                     video_codec=args.video_codec)
     print(summary)
     return 0
 
@@ -98,7 +106,7 @@ def _cmd_bench(args) -> int:
         return 0
     if args.what == "classifier-reward":
         from robot_rl.bench import classifier_reward
-        classifier_reward.run(seeds=range(args.seeds), runs_dir=args.runs_dir, json_path=args.json,
+        classifier_reward.run(seeds=range(args.seeds or 3), runs_dir=args.runs_dir, json_path=args.json,
                               overrides=args.overrides)
         return 0
     if args.what == "distributed":
@@ -107,18 +115,25 @@ def _cmd_bench(args) -> int:
         return 0
     if args.what == "language":
         from robot_rl.rewards.language_bench import run_bench_language
-        run_bench_language(args.json, seeds=args.seeds)
+        run_bench_language(args.json, seeds=args.seeds or 3)
         return 0
     if args.what == "vgps":
         from robot_rl.bench import vgps
-        vgps.run(seeds=args.seeds, json_path=args.json)
+        vgps.run(seeds=args.seeds or 3, json_path=args.json)
         return 0
     if args.what == "learn":
         from robot_rl.bench import learn
         tasks = ["throughput", "replay", "state"] if args.quick else \
             (args.task.split(",") if args.task else ["throughput", "replay", "state", "vision"])
-        learn.run(tasks, seeds=1 if args.quick else args.seeds, json_path=args.json,
+        learn.run(tasks, seeds=1 if args.quick else args.seeds or 3, json_path=args.json,
                   runs_dir=args.runs_dir, overrides=args.overrides)
+        return 0
+    if args.what == "external":
+        from robot_rl.bench import external
+        external.run(json_path=args.json, seeds=args.seeds or 1,
+                     tasks=args.task.split(",") if args.task else None,
+                     sims_python=args.sims_python, runs_dir=args.runs_dir,
+                     overrides=args.overrides)
         return 0
     raise SystemExit(f"unknown benchmark {args.what!r}")
 
@@ -134,14 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--video", default="runs/rollout.mp4")
     r.set_defaults(func=_cmd_rollout)
 
-    d = sub.add_parser("demos", help="record scripted-expert demos as a LeRobotDataset v3.0")
-    d.add_argument("--env", required=True)
+    d = sub.add_parser("demos", help="record scripted demos (our experts or a policy hook) as a "
+                                      "LeRobotDataset v3.0")
+    d.add_argument("--env", help="env id (ours, or 'module:EnvId')")
+    d.add_argument("--config", help="take env (and demos.policy) from this run config")
+    d.add_argument("--policy", help="'module:callable' scripted policy: obs -> action in the "
+                                    "env's units, or a factory taking the env")
     d.add_argument("--episodes", type=int, default=20)
     d.add_argument("--out", required=True)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--noise", type=float, default=0.0, help="Gaussian action noise (std)")
     d.add_argument("--fail-prob", type=float, default=0.0, help="fraction of botched episodes")
     d.add_argument("--only-success", action="store_true", help="keep successful episodes only")
+    d.add_argument("--video-codec", default=None,
+                   help="PyAV encoder, e.g. libx264 or libsvtav1 (default: the dataset's codec "
+                        "when appending, else libx264)")
     d.set_defaults(func=_cmd_demos)
 
     t = sub.add_parser("train", help="train SAC/RLPD on a config (or resume a run)")
@@ -163,12 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")
     b.add_argument("what", choices=["sim", "learn", "robot", "rewards", "classifier-reward",
-                                      "distributed", "language", "vgps", "mjx"])
+                                      "distributed", "language", "vgps", "mjx", "external"])
     b.add_argument("--json", help="write the results here")
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--rounds", type=int, default=3)
-    b.add_argument("--seeds", type=int, default=3, help="learn, classifier-reward: training seeds; language: seeds")
-    b.add_argument("--task", help="learn: comma list of throughput,replay,state,vision")
+    b.add_argument("--seeds", type=int, help="learn, classifier-reward, language, vgps: seeds "
+                                             "(default 3); external: training seeds (default 1)")
+    b.add_argument("--task", help="learn: comma list of throughput,replay,state,vision; "
+                                  "external: of pick_cube,gym_hil_pick_cube,fetch_reach")
+    b.add_argument("--sims-python", help="external: the Python of the other-sims venv (gym-hil, "
+                                         "gymnasium-robotics; default ./.venv-gymhil/bin/python)")
     b.add_argument("--quick", action="store_true", help="learn: throughput, replay, one state seed")
     b.add_argument("--runs-dir", default="runs/bench", help="learn: where benchmark runs go")
     b.add_argument("overrides", nargs="*", help="learn / classifier-reward: config overrides for the training runs")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,16 @@ from robot_rl.agents.sac import SACConfig
 
 @dataclass
 class EnvConfig:
-    id: str = "robot_rl/PandaPickCube-v0"
+    """Any gymnasium env (see robot_rl.envs for how it is adapted to the learner)."""
+    id: str = "robot_rl/PandaPickCube-v0"        # or 'module:EnvId' (imports module first)
     kwargs: dict = field(default_factory=dict)   # passed to gymnasium.make
+    wrappers: list[str] = field(default_factory=list)  # 'module:callable', each called with env
+    max_episode_steps: Optional[int] = None      # a TimeLimit (envs without one never end)
+    success_key: Optional[str] = None            # info key of success; None: is_success, success,
+                                                 # else a positive reward on a terminating step
+    fps: Optional[int] = None                    # datasets' fps; None: metadata['render_fps']
+    robot_type: Optional[str] = None             # datasets' robot_type; None: from the env
+    instruction: Optional[str] = None            # datasets' task text; None: the task's or the id
     teleop: Optional[str] = None                 # spacemouse | keyboard | gamepad: human interventions
     teleop_kwargs: dict = field(default_factory=dict)
     record_interventions: Optional[str] = None   # LeRobotDataset dir for every training episode
@@ -32,9 +41,12 @@ class EnvConfig:
 
 @dataclass
 class DemoConfig:
-    dataset: Optional[str] = None    # LeRobotDataset path; None: record scripted demos (sim)
+    dataset: Optional[str] = None    # LeRobotDataset path; None: record scripted demos
     scripted_episodes: int = 20
     scripted_noise: float = 0.0
+    policy: Optional[str] = None     # 'module:callable' scripted policy for any env: obs -> action
+                                     # in the env's own units, or a factory taking the env
+    key_map: dict = field(default_factory=dict)  # dataset feature -> observation key
 
 
 @dataclass
@@ -103,10 +115,8 @@ def make_env(cfg: RunConfig, teleop: bool = True, reward_model: bool = True):
     """The configured env; with `teleop`, wrapped so a human can take over, and with
     `reward_model`, rewarded by the configured model. Evaluation uses neither: it never opens
     the device and scores the env's true success."""
-    import gymnasium as gym
-
-    import robot_rl  # noqa: F401  (registers ids)
-    env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    from robot_rl.envs import make_gym_env
+    env = make_gym_env(cfg.env)
     if reward_model and cfg.env.reward:
         from robot_rl.rewards.base import wrap_env_with_reward
         env = wrap_env_with_reward(env, cfg.env.reward)
@@ -135,8 +145,18 @@ class EpisodeStats:
 
 def evaluate(agent, env, episodes: int, seed: int, video_path: Path | None = None,
              progress: bool = False) -> dict:
-    """Deterministic policy on held-out seeds. Returns success rate, mean return and length."""
+    """Deterministic policy on held-out seeds. Returns success rate, mean return and length.
+    An env without a time limit is refused (evaluation would never end); `video_path` is
+    ignored, with a warning, for an env that cannot render."""
+    from robot_rl.envs import EnvSpecError, can_render, has_time_limit
     from robot_rl.video import env_frame, write_mp4
+    if not has_time_limit(env):
+        raise EnvSpecError("evaluation needs episodes that end: the env has no time limit; set "
+                           "env.max_episode_steps")
+    if video_path is not None and not can_render(env):
+        warnings.warn("no evaluation video: the env cannot render (set env.kwargs.render_mode: "
+                      "rgb_array if it supports it)", stacklevel=2)
+        video_path = None
     successes, returns, lengths, frames = [], [], [], []
     it = range(episodes)
     if progress:
@@ -190,6 +210,7 @@ class Trainer:
         torch.set_num_threads(cfg.train.torch_threads)
         self.progress = progress
         self.env, self.eval_env = self._make_envs()
+        self.video = self._check_envs()
         obs_space, act_dim = self.env.observation_space, self.env.action_space.shape[0]
         self.agent = SACAgent(obs_space, act_dim, cfg.agent, seed=cfg.seed)
         transforms = self.agent.replay_transforms()
@@ -220,6 +241,24 @@ class Trainer:
         """The env this process steps and the evaluation env."""
         return make_env(self.cfg), make_env(self.cfg, teleop=False, reward_model=False)
 
+    def _check_envs(self) -> bool:
+        """A user's env gets one reset and step on the evaluation env before anything else, so
+        a missing success key, an ignored seed or a missing time limit shows at start. Returns
+        whether to make evaluation videos (`train.video`, off with a warning when the env
+        cannot render)."""
+        from robot_rl.envs import EnvSpecError, can_render, check_env, has_time_limit, is_ours
+        if not is_ours(self.cfg.env.id):
+            check_env(self.eval_env, self.cfg.env, seed=self.cfg.train.eval_seed)
+        if not has_time_limit(self.eval_env):
+            raise EnvSpecError(f"{self.cfg.env.id} has no time limit, so neither training "
+                               f"episodes nor evaluation end: set env.max_episode_steps")
+        if self.cfg.train.video and not can_render(self.eval_env):
+            warnings.warn(f"train.video is on but {self.cfg.env.id} cannot render: evaluation "
+                          f"videos are off (set env.kwargs.render_mode: rgb_array if the env "
+                          f"supports it, or train.video: false)", stacklevel=2)
+            return False
+        return self.cfg.train.video
+
     # ---- demos --------------------------------------------------------------------------
     def _load_demos(self) -> None:
         from robot_rl.data.episodes import iter_transitions
@@ -230,14 +269,23 @@ class Trainer:
             from robot_rl.demos import collect_scripted_demos
             path = str(self.run_dir / "demos")
             if not (Path(path) / "meta" / "info.json").exists():
-                collect_scripted_demos(self.cfg.env.id, d.scripted_episodes, path,
+                collect_scripted_demos(self.cfg.env, d.scripted_episodes, path,
                                        seed=self.cfg.seed * 7919 + 500_000,
                                        noise=d.scripted_noise, only_success=True,
-                                       env_kwargs=self.cfg.env.kwargs, reward=self.cfg.env.reward)
+                                       reward=self.cfg.env.reward, policy=d.policy)
         if path is None:
             return
+        from robot_rl.envs import LearnerEnv, find_wrapper
         keys = list(self.env.observation_space.spaces)
-        transitions = list(iter_transitions(LeRobotDataset(path), keys))
+        spec = getattr(self.env, "spec", None)
+        transitions = list(iter_transitions(
+            LeRobotDataset(path), keys, key_map=d.key_map,
+            observation_space=self.env.observation_space,
+            max_episode_steps=self.cfg.env.max_episode_steps or getattr(spec, "max_episode_steps",
+                                                                       None)))
+        scale = find_wrapper(self.env, LearnerEnv).scale  # datasets hold the env's own units
+        for t in transitions:
+            t["action"] = scale.to_policy(t["action"])
         relabeled = self._relabel_with_reward_model(transitions)
         for t in transitions:
             self.demo.insert(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
@@ -431,7 +479,11 @@ class Trainer:
         c = self.cfg.train
         stop = False
         if self.step % c.eval_every == 0 or self.step == c.total_env_steps:
-            stop = self._evaluate()
+            try:
+                stop = self._evaluate()
+            except BaseException:  # a failing evaluation must not lose the training so far
+                self.save()
+                raise
         if self.step % c.checkpoint_every == 0 or self.step == c.total_env_steps or stop:
             self.save()
         return stop
@@ -448,7 +500,7 @@ class Trainer:
 
     def _evaluate(self) -> bool:
         c = self.cfg.train
-        video = (self.run_dir / "videos" / f"eval_step_{self.step:09d}.mp4") if c.video else None
+        video = (self.run_dir / "videos" / f"eval_step_{self.step:09d}.mp4") if self.video else None
         res = evaluate(self.agent, self.eval_env, c.eval_episodes, c.eval_seed, video)
         self.last_eval = res["success_rate"]
         self.metrics.log("eval", self.step, wall_clock_s=self.elapsed, **res)
