@@ -39,19 +39,12 @@ META_FILE = "meta/robot_rl.json"
 
 
 def collect_features(env) -> dict:
-    """`robot_rl.data.episodes.features_for` plus `EXTRA_FEATURES`."""
+    """`robot_rl.data.episodes.features_for` (of the outermost env's spaces, what the recorder
+    is given) plus `EXTRA_FEATURES`."""
     from robot_rl.data.episodes import features_for
-    base = env.unwrapped
-    feats = features_for(base.observation_space, base.action_space.shape[0])
+    feats = features_for(env.observation_space, env.action_space.shape[0])
     feats.update({k: dict(v) for k, v in EXTRA_FEATURES.items()})
     return feats
-
-
-def env_fps(env) -> int:
-    period = getattr(env.unwrapped, "period", None)
-    if period:
-        return int(round(1.0 / period))
-    return int(env.unwrapped.metadata.get("render_fps", 10))
 
 
 def _write_meta(root: Path, meta: dict) -> None:
@@ -80,16 +73,18 @@ class EpisodeRecorder:
     ends it (terminated or truncated); `close()` saves a partial episode unless told not to.
     """
 
-    def __init__(self, root, env, fps: int | None = None, robot_type: str = "panda",
+    def __init__(self, root, env, fps: int | None = None, robot_type: str | None = None,
                  autosave: bool = True, env_id: str | None = None, task: str | None = None,
                  video_codec: str | None = None):
+        from robot_rl.data.episodes import env_fps, env_robot_type
         from robot_rl.data.lerobot import LeRobotDatasetWriter
         self.root = Path(root)
         self.task = task or getattr(getattr(env.unwrapped, "task", None), "instruction", "") \
             or env_id or "task"
         self.autosave = autosave
         self.writer = LeRobotDatasetWriter(self.root, fps=fps or env_fps(env),
-                                           features=collect_features(env), robot_type=robot_type,
+                                           features=collect_features(env),
+                                           robot_type=robot_type or env_robot_type(env),
                                            video_codec=video_codec)
         _write_meta(self.root, {"env_id": env_id or getattr(env.spec, "id", None),
                                 "task": self.task})
@@ -218,7 +213,7 @@ def collect(env_id: str, teleop, episodes: int, out: str, only_success: bool = F
             seed: int = 0, realtime: bool = True, view: bool = True,
             max_attempts: int | None = None, env_kwargs: dict | None = None,
             teleop_kwargs: dict | None = None, progress: bool = True, env=None,
-            robot_type: str = "panda", video_codec: str | None = None) -> dict:
+            robot_type: str | None = None, video_codec: str | None = None) -> dict:
     """Record `episodes` teleoperated episodes of `env_id` into the LeRobotDataset `out`
     (appending if it exists). `teleop` is a device name for `make_teleop` or a `Teleop`.
     `realtime` paces the loop at the env's control rate (needed in sim, where stepping is
@@ -228,6 +223,7 @@ def collect(env_id: str, teleop, episodes: int, out: str, only_success: bool = F
     from tqdm import tqdm
 
     import robot_rl  # noqa: F401  (registers the env ids)
+    from robot_rl.data.episodes import env_fps
     from robot_rl.hardware.teleop import DeviceLostError, make_teleop, teleop_to_action
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")

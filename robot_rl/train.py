@@ -127,7 +127,9 @@ def make_env(cfg: RunConfig, teleop: bool = True, reward_model: bool = True):
         recorder = None
         if cfg.env.record_interventions:
             from robot_rl.collect import EpisodeRecorder
-            recorder = EpisodeRecorder(cfg.env.record_interventions, env, env_id=cfg.env.id)
+            recorder = EpisodeRecorder(cfg.env.record_interventions, env, env_id=cfg.env.id,
+                                       fps=cfg.env.fps, robot_type=cfg.env.robot_type,
+                                       task=cfg.env.instruction)
         env = InterventionWrapper(env, device, recorder=recorder)
     return env
 

@@ -125,7 +125,8 @@ def make_frame(obs: dict, action, reward: float, terminated: bool, truncated: bo
     return frame
 
 
-def _env_fps(env) -> int:
+def env_fps(env) -> int:
+    """The env's control rate: its `period`, else `metadata['render_fps']`, else 10."""
     period = getattr(env.unwrapped, "period", None)
     if period:
         return int(round(1.0 / period))
@@ -154,7 +155,7 @@ def open_writer(root, env, fps: Optional[int] = None, robot_type: Optional[str] 
         raise ValueError(f"datasets record dict observations; this env's observation space is "
                          f"{type(space).__name__} {space} (wrap it so observations are a dict, "
                          f"e.g. {{'state': ...}})")
-    return LeRobotDatasetWriter(root, fps=fps or _env_fps(env),
+    return LeRobotDatasetWriter(root, fps=fps or env_fps(env),
                                 features=features_for(space, env.action_space.shape[0]),
                                 robot_type=robot_type or env_robot_type(env),
                                 video_codec=video_codec)
