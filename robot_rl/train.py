@@ -201,6 +201,9 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path | None = None, resume: bool = False,
                  progress: bool = True):
         import torch
+        # before any env: importing triton (torch._dynamo, which the optimizers load lazily)
+        # segfaults once gym-hil's renderer has set up OpenGL in the process
+        import torch._dynamo  # noqa: F401
 
         from robot_rl.agents.sac import SACAgent
         from robot_rl.data.replay import DEFAULT_EXTRA_SPEC, MixedSampler, ReplayBuffer

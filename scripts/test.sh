@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh learn,dev
 bash scripts/setup_ros2.sh   # .venv-ros2: real rclpy (own venv: its wheels install a .pth hook)
+bash scripts/setup_gymhil.sh # .venv-gymhil: robot-rl beside gym-hil + gymnasium-robotics, MuJoCo 3.3.0
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 exec .venv/bin/python -m pytest -q "$@"
