@@ -102,6 +102,9 @@ def test_ignored_seeds_warn_and_missing_time_limit_refused(tmp_path):
     cfg = EnvConfig(id="byo_envs:SeedlessReach-v0")
     with pytest.warns(UserWarning, match=r"ignores reset\(seed=...\)"):
         check_env(make_gym_env(cfg), cfg)
+    # the fix for such an env: seed the global RNG from reset(seed=...)
+    cfg = EnvConfig(id="byo_envs:SeedlessReach-v0", wrappers=["robot_rl.envs:SeedGlobalNumpy"])
+    assert not [n for n in check_env(make_gym_env(cfg), cfg) if "seed" in n]
     cfg = load_config(None, [f"runs_dir={tmp_path}", "env.id=byo_envs:ByoReachNoLimit-v0",
                              "demos.scripted_episodes=0", "train.video=false"])
     with pytest.raises(EnvSpecError, match="env.max_episode_steps"):
