@@ -336,3 +336,29 @@ def test_append_to_lerobot_av1_dataset_keeps_codec_and_quantiles(lerobot_python,
     px = np.round(lr["observation.images.front"][-n:] * 255).astype(np.uint8).transpose(0, 2, 3, 1)
     assert_video_close(px, d["image"][:n])
     assert np.isfinite(lr["quantile_normalized_state"]).all()
+
+
+def test_our_image_dtype_dataset_reads_in_lerobot(lerobot_python, tmp_path):
+    """`image` features we write (PNG bytes in parquet, channel-first declared as LeRobot's
+    recorder does) are LeRobot's own `use_videos=False` layout: it decodes them losslessly."""
+    feats = {"observation.state": {"dtype": "float32", "shape": [peer.STATE_DIM], "names": None},
+             "observation.images.front": {"dtype": "image", "shape": [3, peer.H, peer.W],
+                                          "names": ["channels", "height", "width"]},
+             "action": {"dtype": "float32", "shape": [peer.ACTION_DIM], "names": None}}
+    data = [peer.rl_episode(e) for e in range(2)]
+    with LeRobotDatasetWriter(tmp_path / "ours", peer.FPS, feats) as w:
+        for d in data:
+            for t in range(len(d["action"])):
+                img = d["image"][t] if t % 2 else d["image"][t].transpose(2, 0, 1)  # either layout
+                w.add_frame({"observation.state": d["state"][t], "action": d["action"][t],
+                             "observation.images.front": img}, peer.TASK)
+            w.save_episode()
+    ours = LeRobotDataset(tmp_path / "ours")
+    np.testing.assert_array_equal(ours.episode(1)["observation.images.front"], data[1]["image"])
+    info = run_peer(lerobot_python, "read", tmp_path / "ours", tmp_path / "lr.npz")
+    assert info["image_keys"] == ["observation.images.front"] and info["video_keys"] == []
+    lr = np.load(tmp_path / "lr.npz")
+    px = np.round(lr["observation.images.front"] * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(px, np.concatenate([d["image"] for d in data]))
+    np.testing.assert_array_equal(lr["observation.state"], np.concatenate([d["state"] for d in data]))
+    assert np.asarray(lr["stats|observation.images.front|q50"]).shape == (3, 1, 1)
