@@ -49,7 +49,7 @@ def to_lerobot_batch(obs: Mapping[str, Any], n: int = 1, instruction: Optional[s
             t = t.permute(2, 0, 1).float() / 255.0
         else:
             t = t.float()
-        batch[obs_feature_name(k)] = t.unsqueeze(0).expand(n, *t.shape).contiguous().to(device)
+        batch[obs_feature_name(k, a)] = t.unsqueeze(0).expand(n, *t.shape).contiguous().to(device)
     if instruction is not None:
         batch["task"] = [instruction] * n
     return batch

@@ -29,7 +29,7 @@ __all__ = [
     "RewardModel", "RewardOutput", "RewardModelError", "RewardWrapper", "as_batch",
     "batch_size", "make_reward_model", "register_reward_model", "reward_model_names",
     "wrap_env_with_reward", "relabel_transitions", "rankdata", "spearman", "pearson",
-    "epic_distance", "episode_observations", "obs_key_for_feature", "evaluate_reward_model",
+    "epic_distance", "episode_observations", "evaluate_reward_model",
 ]
 
 
@@ -319,22 +319,12 @@ def epic_distance(pred, true) -> float:
 
 
 # ---------------------------------------------------------------------------- datasets
-def obs_key_for_feature(feature: str) -> str | None:
-    """LeRobot feature name -> our observation key (inverse of `episodes.obs_feature_name`)."""
-    if feature == "observation.state":
-        return "state"
-    if feature == "observation.environment_state":
-        return "env_state"
-    if feature.startswith("observation.images."):
-        return feature[len("observation.images."):]
-    return None
-
-
 def episode_observations(episode: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The observation batch `{key: [T, ...]}` of an episode read by `LeRobotDataset.episode`."""
+    from robot_rl.data.episodes import feature_obs_key
     out = {}
     for feature, value in episode.items():
-        key = obs_key_for_feature(feature)
+        key = feature_obs_key(feature)
         if key is not None:
             out[key] = np.asarray(value)
     return out

@@ -343,7 +343,7 @@ def frames_from_dataset(dataset, image_keys: Sequence[str] | None = None,
     the result of step t; frame 0 is labelled False)."""
     from robot_rl.data.lerobot import LeRobotDataset
     ds = dataset if isinstance(dataset, LeRobotDataset) else LeRobotDataset(dataset)
-    cams = [k[len("observation.images."):] for k in ds.video_keys]
+    cams = [k[len("observation.images."):] for k in ds.camera_keys]
     keys = list(image_keys) if image_keys else cams
     missing = [k for k in keys if k not in cams]
     if missing:

@@ -463,7 +463,7 @@ def _episode_task(ds, ep, task):
 def _camera(ds, image_key):
     key = f"observation.images.{image_key}"
     if key not in ds.features:
-        cams = [k[len("observation.images."):] for k in ds.video_keys]
+        cams = [k[len("observation.images."):] for k in ds.camera_keys]
         raise ValueError(f"{ds.root} has no camera {image_key!r}; it has {cams}")
     return key
 

@@ -287,7 +287,8 @@ class Trainer:
             LeRobotDataset(path), keys, key_map=d.key_map,
             observation_space=self.env.observation_space,
             max_episode_steps=self.cfg.env.max_episode_steps or getattr(spec, "max_episode_steps",
-                                                                       None)))
+                                                                       None),
+            sparse_reward=getattr(self.env.unwrapped, "reward_type", None) == "sparse"))
         scale = find_wrapper(self.env, LearnerEnv).scale  # datasets hold the env's own units
         for t in transitions:
             t["action"] = scale.to_policy(t["action"])

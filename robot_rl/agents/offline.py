@@ -217,19 +217,22 @@ def load_offline_data(root, obs_keys: Optional[Sequence[str]] = None, gamma: flo
     ``obs_keys``: env observation keys (default: every vector observation in the dataset)."""
     from tqdm import tqdm
 
-    from robot_rl.data.episodes import OBS_NAMES, iter_transitions, obs_feature_name
+    from robot_rl.data.episodes import (episode_outcomes, feature_obs_key, iter_transitions,
+                                        resolve_obs_features)
     from robot_rl.data.lerobot import LeRobotDataset
     ds = LeRobotDataset(root)
     if obs_keys is None:
-        names = {v: k for k, v in OBS_NAMES.items()}
-        obs_keys = sorted(names[f] for f, ft in ds.features.items() if f in names)
+        obs_keys = sorted(k for f, ft in ds.features.items()
+                          if (k := feature_obs_key(f)) is not None and f not in ds.camera_keys)
     obs_keys = list(obs_keys)
     for k in obs_keys:
-        ft = ds.features.get(obs_feature_name(k))
-        if ft is None:
-            raise ValueError(f"dataset {root} has no observation {k!r} ({obs_feature_name(k)}); "
-                             f"features: {sorted(ds.features)}")
-        if ft["dtype"] == "video" or len(ft["shape"]) != 1:
+        try:
+            f = resolve_obs_features(ds.features, [k], where=root)[k]
+        except ValueError:
+            raise ValueError(f"dataset {root} has no observation {k!r}; features: "
+                             f"{sorted(ds.features)}") from None
+        ft = ds.features[f]
+        if f in ds.camera_keys or len(ft["shape"]) != 1:
             raise ValueError(f"offline learners take vector observations; {k!r} is {ft['dtype']} "
                              f"{ft['shape']}")
     if TASK_KEY in obs_keys:
@@ -240,7 +243,7 @@ def load_offline_data(root, obs_keys: Optional[Sequence[str]] = None, gamma: flo
     for e in tqdm(range(ds.num_episodes), desc="episodes", unit="ep", disable=not progress, leave=False):
         ep = ds.episode(e)
         G = monte_carlo_returns(ep["next.reward"], gamma)  # includes a truncated last step's reward
-        T, truncated = len(G), not bool(ep["next.terminated"][-1])
+        T, truncated = len(G), not bool(episode_outcomes(ep)["terminated"][-1])
         for t, tr in enumerate(iter_transitions(_OneEpisode(ep, ds), obs_keys)):
             if task_vectors is not None:
                 vec = task_vectors[str(ep["task"][t])]

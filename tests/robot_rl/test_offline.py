@@ -340,3 +340,32 @@ def test_shipped_configs_load():
     q = cfgmod.load(OfflineRunConfig, root / "offline_pick_cube.yaml")
     assert q.agent.algo == "calql" and q.agent.reward_scale == 10.0 and q.data.dataset
     assert cfgmod.load(BCRunConfig, root / "bc_pick_cube.yaml").agent.steps == 3000
+
+
+def test_load_offline_data_from_lerobots_rl_layout(tmp_path):
+    """LeRobot's HIL-SERL recorder writes next.reward / next.done only (and vector keys under
+    observation.<key>): episodes that end done are terminal, the rest time-limited."""
+    from robot_rl.data.lerobot import LeRobotDatasetWriter
+    feats = {"observation.state": {"dtype": "float32", "shape": [3], "names": None},
+             "observation.goal": {"dtype": "float32", "shape": [2], "names": None},
+             "action": {"dtype": "float32", "shape": [2], "names": None},
+             "next.reward": {"dtype": "float32", "shape": [1], "names": None},
+             "next.done": {"dtype": "bool", "shape": [1], "names": None}}
+    rng = np.random.default_rng(0)
+    with LeRobotDatasetWriter(tmp_path / "rl", fps=10, features=feats) as w:
+        for T, done in [(5, True), (4, False)]:
+            for t in range(T):
+                last = t == T - 1
+                w.add_frame({"observation.state": rng.normal(size=3).astype(np.float32),
+                             "observation.goal": rng.normal(size=2).astype(np.float32),
+                             "action": rng.uniform(-1, 1, 2).astype(np.float32),
+                             "next.reward": np.float32(1.0 if last and done else 0.0),
+                             "next.done": bool(last and done)}, task="reach")
+            w.save_episode()
+    data = load_offline_data(tmp_path / "rl", gamma=0.9, progress=False)
+    assert sorted(data.obs) == ["goal", "state"]
+    assert len(data) == 5 + 3  # the time-limited episode's last step has no next observation
+    assert not data.truncated_end[data.episode == 0].any()
+    assert data.truncated_end[data.episode == 1].all()
+    np.testing.assert_allclose(data.mc_return[data.episode == 0],
+                               monte_carlo_returns(np.array([0, 0, 0, 0, 1.0]), 0.9))
