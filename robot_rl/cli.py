@@ -132,7 +132,7 @@ def _cmd_bench(args) -> int:
         from robot_rl.bench import external
         external.run(json_path=args.json, seeds=args.seeds or 1,
                      tasks=args.task.split(",") if args.task else None,
-                     sims_python=args.sims_python, runs_dir=args.runs_dir,
+                     gym_hil_python=args.gym_hil_python, runs_dir=args.runs_dir,
                      overrides=args.overrides)
         return 0
     raise SystemExit(f"unknown benchmark {args.what!r}")
@@ -193,16 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
                                              "(default 3); external: training seeds (default 1)")
     b.add_argument("--task", help="learn: comma list of throughput,replay,state,vision; "
                                   "external: of pick_cube,gym_hil_pick_cube,fetch_reach")
-    b.add_argument("--sims-python", help="external: the Python of the other-sims venv (gym-hil, "
-                                         "gymnasium-robotics; default ./.venv-gymhil/bin/python)")
     b.add_argument("--quick", action="store_true", help="learn: throughput, replay, one state seed")
     b.add_argument("--runs-dir", default="runs/bench", help="learn: where benchmark runs go")
     b.add_argument("overrides", nargs="*", help="learn / classifier-reward: config overrides for the training runs")
     b.add_argument("--host", help="robot: Franka host (default: start a franky-sim on loopback)")
     b.add_argument("--cameras", choices=["opencv", "realsense", "mixed"], default="opencv",
                    help="robot: the two cameras used")
-    b.add_argument("--gym-hil-python", help="a Python with gym-hil installed (default: this one, "
-                                            "then ./.venv-gymhil/bin/python)")
+    b.add_argument("--gym-hil-python", help="sim, external: a Python with gym-hil (and, for "
+                                            "external, gymnasium-robotics) installed (default: "
+                                            "this one, then ./.venv-gymhil/bin/python)")
     b.set_defaults(func=_cmd_bench)
 
     from robot_rl.collect import add_cli  # collect / replay (teleoperation)

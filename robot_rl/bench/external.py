@@ -7,7 +7,7 @@ PandaPickCube as the baseline measured in the same run.
 - pick_cube: our PandaPickCube-v0 (config/pick_cube.yaml), the baseline.
 
 Each is `robot-rl train CONFIG` in a subprocess (gym-hil pins mujoco<3.9 and gymnasium-robotics'
-Fetch breaks on MuJoCo 3.17, so those two run in the other-sims venv, `--sims-python`), and the
+Fetch breaks on MuJoCo 3.17, so those two run in the other-sims venv, `--gym-hil-python`), and the
 figures come from the run's metrics.jsonl: env steps and wall-clock until evaluation success
 first reached 80% and 90% (on `train.eval_episodes` held-out seeds), median over seeds.
 """
@@ -29,7 +29,6 @@ TASKS = {  # name -> (config, runs in the other-sims venv)
     "gym_hil_pick_cube": ("gym_hil_pick_cube.yaml", True),
     "fetch_reach": ("fetch_reach.yaml", True),
 }
-DEFAULT_SIMS_PYTHON = REPO / ".venv-gymhil" / "bin" / "python"
 
 
 def first_reaching(evals: list[dict], level: float) -> tuple[int | None, float | None]:
@@ -66,15 +65,16 @@ def _median(values):
 
 
 def run(json_path: str | None = None, seeds: int = 1, tasks: list[str] | None = None,
-        sims_python: str | None = None, runs_dir: str | None = None,
+        gym_hil_python: str | None = None, runs_dir: str | None = None,
         overrides: list[str] = (), timeout_s: float = 3600) -> dict:
-    sims_python = str(sims_python or DEFAULT_SIMS_PYTHON)
+    from robot_rl.bench.sim import find_gym_hil_python
     tasks = list(tasks or TASKS)
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         raise SystemExit(f"unknown task(s) {unknown}; choose from {sorted(TASKS)}")
-    if any(TASKS[t][1] for t in tasks) and not Path(sims_python).exists():
-        raise SystemExit(f"{sims_python} missing: run `bash scripts/setup_gymhil.sh` first")
+    sims_python = find_gym_hil_python(gym_hil_python)
+    if any(TASKS[t][1] for t in tasks) and sims_python is None:
+        raise SystemExit("no Python with gym-hil: run `bash scripts/setup_gymhil.sh` first")
     runs_dir = runs_dir or tempfile.mkdtemp(prefix="bench_external_")
     results = {}
     for name in tasks:
