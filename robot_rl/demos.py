@@ -81,4 +81,3 @@ def collect_scripted_demos(env, episodes: int, out: str, seed: int = 0,
     if kept < episodes:
         raise RuntimeError(f"only {kept}/{episodes} episodes kept after {attempts} attempts")
     return f"wrote {kept} episodes ({attempts} attempts) to {out}"
-

@@ -279,8 +279,13 @@ def _obs_equal(a: dict, b: dict) -> bool:
 
 def check_env(env: gym.Env, env_cfg, seed: int = 0) -> list[str]:
     """One reset and one step before training, so a misconfigured env fails at start with a
-    clear message instead of an episode later. Returns warnings (also emitted): the env ignores
-    `reset(seed=...)`, success comes from the reward, the env cannot render."""
+    clear message instead of an episode later: no time limit, a configured success key missing
+    from `info`. Returns warnings (also emitted): the env ignores `reset(seed=...)`, success
+    comes from the reward."""
+    if not has_time_limit(env):
+        raise EnvSpecError(f"{env_cfg.id} has no time limit (no TimeLimit wrapper, no "
+                           f"max_episode_steps), so neither training episodes nor evaluation "
+                           f"end: set env.max_episode_steps")
     notes = []
     obs1, _ = env.reset(seed=seed)
     obs2, _ = env.reset(seed=seed)
@@ -294,9 +299,6 @@ def check_env(env: gym.Env, env_cfg, seed: int = 0) -> list[str]:
         notes.append(f"{env_cfg.id}: the env's info has no {' or '.join(SUCCESS_KEYS)} key; "
                      f"success is taken from a positive reward on a terminating step. Set "
                      f"env.success_key if the env reports it under another key")
-    if not has_time_limit(env):
-        notes.append(f"{env_cfg.id}: no time limit (no TimeLimit wrapper, no "
-                     f"max_episode_steps): set env.max_episode_steps, or evaluation cannot end")
     env.reset(seed=seed)
     for n in notes:
         warnings.warn(n, stacklevel=2)

@@ -247,16 +247,13 @@ class Trainer:
         return make_env(self.cfg), make_env(self.cfg, teleop=False, reward_model=False)
 
     def _check_envs(self) -> bool:
-        """A user's env gets one reset and step on the evaluation env before anything else, so
-        a missing success key, an ignored seed or a missing time limit shows at start. Returns
-        whether to make evaluation videos (`train.video`, off with a warning when the env
-        cannot render)."""
-        from robot_rl.envs import EnvSpecError, can_render, check_env, has_time_limit, is_ours
+        """A user's env gets `check_env` (one reset and step of the evaluation env) before
+        anything else, so a missing time limit or success key, or an ignored seed, shows at
+        start. Returns whether to make evaluation videos (`train.video`, off with a warning
+        when the env cannot render)."""
+        from robot_rl.envs import can_render, check_env, is_ours
         if not is_ours(self.cfg.env.id):
             check_env(self.eval_env, self.cfg.env, seed=self.cfg.train.eval_seed)
-        if not has_time_limit(self.eval_env):
-            raise EnvSpecError(f"{self.cfg.env.id} has no time limit, so neither training "
-                               f"episodes nor evaluation end: set env.max_episode_steps")
         if self.cfg.train.video and not can_render(self.eval_env):
             warnings.warn(f"train.video is on but {self.cfg.env.id} cannot render: evaluation "
                           f"videos are off (set env.kwargs.render_mode: rgb_array if the env "
@@ -282,12 +279,10 @@ class Trainer:
             return
         from robot_rl.envs import LearnerEnv, find_wrapper
         keys = list(self.env.observation_space.spaces)
-        spec = getattr(self.env, "spec", None)
-        transitions = list(iter_transitions(
+        transitions = list(iter_transitions(  # (LeRobot's own recordings lack some outcomes)
             LeRobotDataset(path), keys, key_map=d.key_map,
             observation_space=self.env.observation_space,
-            max_episode_steps=self.cfg.env.max_episode_steps or getattr(spec, "max_episode_steps",
-                                                                       None),
+            max_episode_steps=getattr(self.env.spec, "max_episode_steps", None),
             sparse_reward=getattr(self.env.unwrapped, "reward_type", None) == "sparse"))
         scale = find_wrapper(self.env, LearnerEnv).scale  # datasets hold the env's own units
         for t in transitions:

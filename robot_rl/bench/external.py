@@ -9,7 +9,8 @@ PandaPickCube as the baseline measured in the same run.
 Each is `robot-rl train CONFIG` in a subprocess (gym-hil pins mujoco<3.9 and gymnasium-robotics'
 Fetch breaks on MuJoCo 3.17, so those two run in the other-sims venv, `--gym-hil-python`), and the
 figures come from the run's metrics.jsonl: env steps and wall-clock until evaluation success
-first reached 80% and 90% (on `train.eval_episodes` held-out seeds), median over seeds.
+first reached 80% and 90% (on `train.eval_episodes` held-out seeds; each run stops at 90% or its
+step budget), median over seeds.
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def run(json_path: str | None = None, seeds: int = 1, tasks: list[str] | None = 
         for seed in range(seeds):
             evals = run_training(sims_python if sims else sys.executable, REPO / "config" / config,
                                  [f"seed={seed}", f"name={name}_s{seed}", f"runs_dir={runs_dir}",
-                                  *overrides], timeout_s)
+                                  "train.stop_at_success=0.9", *overrides], timeout_s)
             s80, t80 = first_reaching(evals, 0.8)
             s90, t90 = first_reaching(evals, 0.9)
             per_seed.append({"seed": seed, "steps_to_80": s80, "wall_clock_s_to_80": t80,
