@@ -2,7 +2,8 @@
 
 `make_gym_env(env_cfg)` builds the configured env (`env.id` may be `module:EnvId`, gymnasium's own
 syntax, so the module that registers the id is imported first), applies `env.max_episode_steps`
-and the user's `env.wrappers` (`module:callable`, each called with the env), and wraps the result
+and the user's `env.wrappers` (`module:callable`, each called with the env, or
+`{module:callable: {kwargs}}`), and wraps the result
 in `LearnerEnv`, which gives every env the one interface the agents, replay buffers and datasets
 use:
 
@@ -265,10 +266,17 @@ def make_gym_env(env_cfg) -> LearnerEnv:
         raise EnvSpecError(f"env.id {env_cfg.id!r}: {exc} (an id registered by a package is "
                            f"written 'package:EnvId-v0', which imports the package first)"
                            ) from None
-    for i, spec in enumerate(env_cfg.wrappers):
-        env = load_callable(spec, f"env.wrappers[{i}]")(env)
+    for i, item in enumerate(env_cfg.wrappers):
+        where = f"env.wrappers[{i}]"
+        spec, kwargs = item, {}
+        if isinstance(item, dict):  # {'module:callable': {keyword arguments}}
+            if len(item) != 1 or not isinstance(next(iter(item.values())) or {}, dict):
+                raise EnvSpecError(f"{where}: expected 'module:callable' or "
+                                   f"{{'module:callable': {{kwargs}}}}, got {item!r}")
+            spec, kwargs = next(iter(item.items()))
+        env = load_callable(spec, where)(env, **(kwargs or {}))
         if not isinstance(env, gym.Env):
-            raise EnvSpecError(f"env.wrappers[{i}] {spec!r} returned {type(env).__name__}, "
+            raise EnvSpecError(f"{where} {spec!r} returned {type(env).__name__}, "
                                f"not a gymnasium env")
     return LearnerEnv(env, success_key=env_cfg.success_key)
 

@@ -26,7 +26,8 @@ class EnvConfig:
     """Any gymnasium env (see robot_rl.envs for how it is adapted to the learner)."""
     id: str = "robot_rl/PandaPickCube-v0"        # or 'module:EnvId' (imports module first)
     kwargs: dict = field(default_factory=dict)   # passed to gymnasium.make
-    wrappers: list[str] = field(default_factory=list)  # 'module:callable', each called with env
+    wrappers: list = field(default_factory=list)  # 'module:callable' called with the env, or
+                                                  # {'module:callable': {kwargs}}
     max_episode_steps: Optional[int] = None      # a TimeLimit (envs without one never end)
     success_key: Optional[str] = None            # info key of success; None: is_success, success,
                                                  # else a positive reward on a terminating step

@@ -41,7 +41,8 @@ _HIL_MAX_GRIPPER = 255.0
 def gym_hil_pick_cube_expert(env, max_step: float = 0.03, hover: float = 0.06,
                              lift_to: float = 0.25, close_rate: float = 0.25) -> Policy:
     """Expert for gym-hil's `gym_hil/PandaPickCubeBase-v0` (state observations,
-    `image_obs=False`; with or without `random_block_position`).
+    `image_obs=False`; with or without `random_block_position`), raw (7-D actions in metres) or
+    under gym-hil's `EEActionWrapper(use_gripper=True)` (4-D, scaled by its step size).
 
     Reads only its observation: the pinch-site position, the gripper command and the block
     position. What it does follows from those alone (no phase memory):
@@ -57,7 +58,15 @@ def gym_hil_pick_cube_expert(env, max_step: float = 0.03, hover: float = 0.06,
     gym-hil draws the random block position from the GLOBAL `np.random`, not from
     `reset(seed=...)`: call `np.random.seed(seed)` before `reset` for reproducible episodes.
     """
-    _check_box(env, (7,), "gym_hil_pick_cube_expert")
+    ee_step = None
+    if getattr(env.action_space, "shape", None) == (4,):
+        # under gym-hil's own EEActionWrapper(use_gripper=True), as LeRobot's HIL-SERL runs it:
+        # xyz in [-1, 1] times its step size, gripper in [0, 2] (1 + the delta below)
+        size = env.get_wrapper_attr("ee_action_step_size")
+        ee_step = np.array([size["x"], size["y"], size["z"]], float)
+        max_step = min(max_step, float(ee_step.min()))
+    else:
+        _check_box(env, (7,), "gym_hil_pick_cube_expert")
     obs_space = getattr(env, "observation_space", None)
     if obs_space is not None and hasattr(obs_space, "spaces"):
         if "environment_state" not in obs_space.spaces:
@@ -93,6 +102,8 @@ def gym_hil_pick_cube_expert(env, max_step: float = 0.03, hover: float = 0.06,
             move, g = toward([block[0], block[1], grasp_z]), -1.0
         else:  # at the block: start closing
             move, g = np.zeros(3), close_rate
+        if ee_step is not None:
+            return np.concatenate([np.clip(move / ee_step, -1, 1), [g + 1.0]]).astype(np.float32)
         return np.concatenate([move, np.zeros(3), [g]]).astype(np.float32)
 
     return policy

@@ -216,3 +216,14 @@ def test_cli_trains_pendulum(tmp_path):
                          timeout=600, cwd=REPO, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1])["step"] == 600
+
+
+def test_wrappers_take_keyword_arguments():
+    cfg = EnvConfig(id="Pendulum-v1", wrappers=[
+        {"gymnasium.wrappers:RescaleAction": {"min_action": -0.5, "max_action": 0.5}}])
+    env = make_gym_env(cfg)
+    env.reset(seed=0)
+    env.step(np.array([1.0], np.float32))  # policy +1 -> RescaleAction's +0.5 -> Pendulum's +2
+    np.testing.assert_allclose(env.unwrapped.last_u, 2.0)
+    with pytest.raises(EnvSpecError, match=r"env.wrappers\[0\]: expected"):
+        make_gym_env(EnvConfig(id="Pendulum-v1", wrappers=[{"a:b": 1, "c:d": 2}]))

@@ -37,7 +37,7 @@ def test_gym_hil_pick_cube_trains_from_expert_demos(gymhil_python, run_python, t
     assert demos.num_episodes == 4
     assert demos.features["observation.agent_pos"]["shape"] == [18]
     assert demos.features["observation.environment_state"]["shape"] == [3]
-    assert demos.features["action"]["shape"] == [7]
+    assert demos.features["action"]["shape"] == [4]  # gym-hil's EEActionWrapper: xyz + gripper
     info = json.loads((run / "demos" / "meta" / "info.json").read_text())
     assert info["fps"] == 10
     last = demos.episode(0)
