@@ -53,11 +53,10 @@ def collect_scripted_demos(env, episodes: int, out: str, seed: int = 0,
         env = wrap_env_with_reward(env, reward)
     task = getattr(env.unwrapped, "task", None)
     instruction = cfg.instruction or getattr(task, "instruction", None) or cfg.id
-    writer_kwargs = {k: v for k, v in dict(fps=cfg.fps, robot_type=cfg.robot_type,
-                                           video_codec=video_codec).items() if v is not None}
     kept = attempts = 0
     limit = max_attempts or 10 * episodes
-    with open_writer(out, env, **writer_kwargs) as writer, \
+    with open_writer(out, env, fps=cfg.fps, robot_type=cfg.robot_type,
+                     video_codec=video_codec) as writer, \
             tqdm(total=episodes, desc="demos", unit="ep") as bar:
         while kept < episodes and attempts < limit:
             obs, _ = env.reset(seed=seed + attempts)
