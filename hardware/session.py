@@ -1,6 +1,6 @@
 """Real-robot session workflow: `robot-rl robot check CONFIG` before anything moves.
 
-`check_robot(config_path)` reads a RunConfig YAML for a real env (e.g.
+`check_robot(config_path, load_config)` reads a RunConfig YAML for a real env (e.g.
 config/franka_peg_insert.yaml), connects to the arm *read-only* (no motion is started), the
 gripper and every camera, and reports: connectivity and latency, robot mode, joint and TCP
 state (and whether the TCP, the reset pose and the insertion pose are inside the workspace
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -24,14 +24,16 @@ def _fmt(v, nd: int = 4):
     return np.round(np.asarray(v, float), nd).tolist()
 
 
-def check_robot(config_path: str, out_dir: str | None = None, camera_seconds: float = 1.0,
-                print_report: bool = True, overrides: list[str] = ()) -> dict[str, Any]:
+def check_robot(config_path: str, load_config: Callable, out_dir: str | None = None,
+                camera_seconds: float = 1.0, print_report: bool = True,
+                overrides: list[str] = ()) -> dict[str, Any]:
     """Connectivity, state, camera frames (PNGs in `out_dir`, default
-    `runs/<name>/robot_check`) and safety limits. Nothing moves."""
+    `runs/<name>/robot_check`) and safety limits. Nothing moves. `load_config(path, overrides)`
+    reads the run config: the CLI hands it in, since hardware sits below the runtime
+    (.importlinter) and does not import it."""
     from robot_rl.hardware.cameras import make_camera
     from robot_rl.hardware.franka import FrankaArm, FrankaGripper, JOINT_LIMITS, map_impedance
     from robot_rl.hardware.franka_env import REAL_ENV_IDS, FrankaPegInsert
-    from robot_rl.train import load_config
 
     cfg = load_config(config_path, list(overrides))
     if cfg.env.id not in REAL_ENV_IDS:
@@ -217,14 +219,16 @@ def format_report(r: dict) -> str:
 
 
 def _cmd_check(args) -> int:
-    report = check_robot(args.config, out_dir=args.out, overrides=args.overrides)
+    report = check_robot(args.config, args.load_config, out_dir=args.out,
+                         overrides=args.overrides)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
     return 0 if report["ok"] else 1
 
 
-def add_cli(subparsers) -> None:
-    """Register `robot-rl robot check CONFIG` on the `robot-rl` subparsers."""
+def add_cli(subparsers, load_config: Callable) -> None:
+    """Register `robot-rl robot check CONFIG` on the `robot-rl` subparsers; `load_config` as in
+    `check_robot`."""
     r = subparsers.add_parser("robot", help="real-robot session tools")
     sub = r.add_subparsers(dest="robot_command", required=True)
     c = sub.add_parser("check", help="connectivity, state, camera frames and safety limits "
@@ -235,4 +239,4 @@ def add_cli(subparsers) -> None:
     c.add_argument("--out", help="where the PNGs and report.json go "
                                  "(default runs/<name>/robot_check)")
     c.add_argument("--json", help="also write the report here")
-    c.set_defaults(func=_cmd_check)
+    c.set_defaults(func=_cmd_check, load_config=load_config)

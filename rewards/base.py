@@ -8,7 +8,7 @@ A `RewardModel` scores a *batch* of observations (the observation a step led to,
     done = model.success(batch)                                               # bool [B]
 
 A list of per-step observation dicts is accepted too and stacked. Models that can tell success
-set `has_success = True`; `evaluate(batch)` returns both in one pass (models override it when
+set `has_success = True`; `score(batch)` returns both in one pass (models override it when
 they share work, e.g. one forward pass of a classifier).
 
 `RewardWrapper(env, model, mode="replace"|"add", terminate_on_success=...)` applies a model to a
@@ -74,7 +74,7 @@ def require_key(batch: Mapping[str, np.ndarray], key: str, who: str) -> np.ndarr
 
 class RewardModel:
     """Base class of reward models. Subclasses implement `__call__` (and `success` if
-    `has_success`); `evaluate` and `reset` have defaults."""
+    `has_success`); `score` and `reset` have defaults."""
     name: str = "reward"
     has_success: bool = False
 
@@ -84,7 +84,7 @@ class RewardModel:
     def success(self, observations) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} has no success detector")
 
-    def evaluate(self, observations) -> RewardOutput:
+    def score(self, observations) -> RewardOutput:
         batch = as_batch(observations)
         reward = np.asarray(self(batch), np.float32)
         succ = np.asarray(self.success(batch), bool) if self.has_success else None
@@ -141,7 +141,7 @@ class RewardWrapper(gym.Wrapper):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         need_success = self.terminate_on_success or self.success_to_info
         if need_success or self.model.has_success:
-            out = self.model.evaluate([obs])
+            out = self.model.score([obs])
             model_reward, model_success = float(out.reward[0]), bool(out.success[0])
         else:
             model_reward, model_success = float(np.asarray(self.model([obs]))[0]), None
@@ -183,7 +183,7 @@ def relabel_transitions(model: RewardModel, next_observations, env_rewards=None,
     """Rewards (and terminal flags) for stored transitions, as `RewardWrapper` would have
     produced them: use it on demo / offline data so it agrees with the online reward.
     Returns `(rewards float32 [B], terminated bool [B])`."""
-    out = model.evaluate(next_observations)
+    out = model.score(next_observations)
     r = scale * out.reward.astype(np.float64)
     if mode == "add":
         if env_rewards is None:

@@ -9,7 +9,8 @@ decision threshold is chosen on the calibration negatives for a target false-pos
 accuracy / FPR / TPR at that threshold are reported on the held-out test episodes.
 
 Labels come from a recorded dataset (`label.success` written by `robot-rl collect`, else the
-observation-aligned `next.success`), or from a simulator (`sim_success_frames`).
+observation-aligned `next.success`), or from a simulator (`sim_success_frames` in
+robot_rl/bench/classifier_reward.py).
 """
 from __future__ import annotations
 
@@ -26,9 +27,8 @@ import numpy as np
 from robot_rl.rewards.base import RewardModel, RewardOutput, as_batch, require_key
 
 __all__ = ["ClassifierConfig", "SuccessClassifier", "ClassifierReward", "train_success_classifier",
-           "threshold_for_fpr", "split_episodes", "frames_from_dataset", "sim_success_frames",
-           "train_classifier_from_dataset",
-           "preload_torch_before_rendering"]
+           "threshold_for_fpr", "split_episodes", "frames_from_dataset",
+           "train_classifier_from_dataset", "preload_torch_before_rendering"]
 
 
 @dataclass
@@ -183,17 +183,17 @@ class ClassifierReward(RewardModel):
         self.reward_type = reward
         self.threshold = self.classifier.threshold if threshold is None else float(threshold)
 
-    def evaluate(self, observations) -> RewardOutput:
+    def score(self, observations) -> RewardOutput:
         p = self.classifier.predict_proba(observations)
         succ = p >= self.threshold
         r = succ.astype(np.float32) if self.reward_type == "binary" else p.astype(np.float32)
         return RewardOutput(r, succ)
 
     def __call__(self, observations) -> np.ndarray:
-        return self.evaluate(observations).reward
+        return self.score(observations).reward
 
     def success(self, observations) -> np.ndarray:
-        return self.evaluate(observations).success
+        return self.score(observations).success
 
 
 # ---------------------------------------------------------------------------- training
@@ -378,59 +378,6 @@ def preload_torch_before_rendering() -> None:
         import torch._dynamo  # noqa: F401
     except Exception:  # noqa: BLE001 - only an ordering guard
         pass
-
-
-def sim_success_frames(task: str = "PandaPickCube", episodes: int = 20, image_size: int = 64,
-                       cameras: Sequence[str] = ("front", "wrist"), steps: int | None = None,
-                       seed: int = 0, fail_prob: float = 0.25, noise: float = 0.0,
-                       progress: bool = False, **expert_kwargs) -> dict:
-    """Scripted-expert rollouts in sim with per-frame ground truth, continuing past success
-    (so lifted frames are not only the last one). Returns a dict of arrays over all frames:
-    images {camera: [N,H,W,3]}, `label` (task success of that observation), `episode`, `t`,
-    `dense` (the task's dense reward), `first_success` [episodes] (step index or -1), and for
-    tasks that report it, `lift` (PandaPickCube: the cube's height above the table, m).
-    `expert_kwargs` go to the task's scripted expert (PandaPickCube: `lift_to`)."""
-    preload_torch_before_rendering()
-    from robot_rl.sim.envs import make_sim_env
-    from robot_rl.sim.experts import make_expert
-    env = make_sim_env(task, vision=True, image_size=image_size, cameras=tuple(cameras))
-    expert = make_expert(env, fail_prob=fail_prob, noise=noise, seed=seed, **expert_kwargs)
-    steps = steps or env.task.max_episode_steps
-    imgs = {c: [] for c in cameras}
-    label, ep_id, tt, dense, first, lift = [], [], [], [], [], []
-    has_lift = hasattr(env.task, "lift")
-    it = range(episodes)
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(it, desc="sim frames", unit="ep")
-    try:
-        for e in it:
-            obs, _ = env.reset(seed=seed + e)
-            expert.reset()
-            fs = -1
-            for t in range(steps + 1):
-                ev = env.task.evaluate(env)
-                for c in cameras:
-                    imgs[c].append(obs[c])
-                label.append(bool(ev.success))
-                dense.append(float(ev.reward))
-                if has_lift:
-                    lift.append(env.task.lift)
-                ep_id.append(e)
-                tt.append(t)
-                if ev.success and fs < 0:
-                    fs = t
-                if t < steps:  # keep going after success (the env would terminate)
-                    obs = env.step(expert.act(obs))[0]
-            first.append(fs)
-    finally:
-        env.close()
-    out = {"images": {c: np.stack(v) for c, v in imgs.items()}, "label": np.array(label),
-           "episode": np.array(ep_id), "t": np.array(tt), "dense": np.array(dense, np.float32),
-           "first_success": np.array(first)}
-    if has_lift:
-        out["lift"] = np.array(lift, np.float32)
-    return out
 
 
 def train_classifier_from_dataset(dataset, out, image_keys: Sequence[str] | None = None,

@@ -207,7 +207,7 @@ class CLIPReward(RewardModel):
             raise NotImplementedError("CLIPReward without success_threshold has no success detector")
         return self(observations) >= self.success_threshold
 
-    def evaluate(self, observations):
+    def score(self, observations):
         from robot_rl.rewards.base import RewardOutput
         r = self(observations)
         return RewardOutput(r, r >= self.success_threshold if self.has_success else None)

@@ -621,7 +621,7 @@ class VLMSuccessDetector(RewardModel):
             raise RewardModelError(f"VLM success detector: answer is not yes/no: {text[:300]!r}")
         return None, text
 
-    def evaluate(self, observations) -> RewardOutput:
+    def score(self, observations) -> RewardOutput:
         batch = as_batch(observations)
         frames = require_key(batch, self.image_key, "VLMSuccessDetector")
         reward = np.empty(len(frames), np.float32)
@@ -638,7 +638,7 @@ class VLMSuccessDetector(RewardModel):
         return RewardOutput(reward, succ)
 
     def __call__(self, observations) -> np.ndarray:
-        return self.evaluate(observations).reward
+        return self.score(observations).reward
 
     def success(self, observations) -> np.ndarray:
-        return self.evaluate(observations).success
+        return self.score(observations).success

@@ -97,12 +97,12 @@ def _cmd_bench(args) -> int:
         mjx.run(json_path=args.json)
         return 0
     if args.what == "rewards":
-        from robot_rl.rewards.bench import run_bench_rewards
-        run_bench_rewards(args.json)
+        from robot_rl.bench import rewards
+        rewards.run(args.json)
         return 0
     if args.what == "robot":
-        from robot_rl.hardware.bench_robot import run_bench_robot
-        run_bench_robot(args.json, steps=min(args.steps, 300), host=args.host, cameras=args.cameras)
+        from robot_rl.bench import robot
+        robot.run(args.json, steps=min(args.steps, 300), host=args.host, cameras=args.cameras)
         return 0
     if args.what == "classifier-reward":
         from robot_rl.bench import classifier_reward
@@ -114,8 +114,8 @@ def _cmd_bench(args) -> int:
         distributed.run(json_path=args.json, rounds=args.rounds, overrides=args.overrides)
         return 0
     if args.what == "language":
-        from robot_rl.rewards.language_bench import run_bench_language
-        run_bench_language(args.json, seeds=args.seeds or 3)
+        from robot_rl.bench import language_rewards
+        language_rewards.run(args.json, seeds=args.seeds or 3)
         return 0
     if args.what == "vgps":
         from robot_rl.bench import vgps
@@ -136,6 +136,24 @@ def _cmd_bench(args) -> int:
                      overrides=args.overrides)
         return 0
     raise SystemExit(f"unknown benchmark {args.what!r}")
+
+
+# The runtime functions handed to the hardware commands (`robot check`, `ros2 ...`): hardware
+# sits below the runtime in the layers (.importlinter), so it is given them rather than
+# importing them. Imported when a command runs: robot_rl.train pulls in torch.
+def _load_config(path, overrides=()):
+    from robot_rl.train import load_config
+    return load_config(path, overrides)
+
+
+def _make_env(cfg, teleop=True):
+    from robot_rl.train import make_env
+    return make_env(cfg, teleop=teleop)
+
+
+def _load_policy(run_dir):
+    from robot_rl.train import load_policy
+    return load_policy(run_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,11 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     from robot_rl.collect import add_cli  # collect / replay (teleoperation)
     add_cli(sub)
     from robot_rl.hardware.session import add_cli as add_robot_cli  # robot check
-    add_robot_cli(sub)
+    add_robot_cli(sub, _load_config)
     from robot_rl.rewards.cli import add_cli as add_reward_cli  # reward eval / gvl filter
     add_reward_cli(sub)
-    from robot_rl.hardware.ros2 import add_cli as add_ros2_cli  # ros2 run / record / bag-to-lerobot
-    add_ros2_cli(sub)
+    from robot_rl.hardware.ros2 import Runtime, add_cli as add_ros2_cli  # ros2 run / record / ...
+    add_ros2_cli(sub, Runtime(_load_config, _make_env, _load_policy))
     from robot_rl.offline_cli import add_cli as add_offline_cli  # offline (Cal-QL / IQL), bc
     add_offline_cli(sub)
     return p

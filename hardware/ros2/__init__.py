@@ -3,9 +3,9 @@ recording / bag -> LeRobotDataset (`bags.py`) and message conversions + a Cyclon
 (`messages.py`).
 
 Nothing here imports rclpy at import time. Commands that need rclpy (`run`, `trigger`,
-`record`) re-run themselves under the ROS 2 Python when the current one lacks rclpy:
-$ROBOT_RL_ROS2_PYTHON, else `<repo>/.venv-ros2/bin/python` (made by scripts/setup_ros2.sh:
-the PyPI Kilted rclpy wheels layered over the project venv).
+`record`) re-run themselves (`python -m robot_rl.cli ros2 ...`) under the ROS 2 Python when the
+current one lacks rclpy: $ROBOT_RL_ROS2_PYTHON, else `<repo>/.venv-ros2/bin/python` (made by
+scripts/setup_ros2.sh: the PyPI Kilted rclpy wheels layered over the project venv).
 
     robot-rl ros2 run --policy RUN_DIR [--config ros2.yaml] [--autostart] [--ros-args ...]
     robot-rl ros2 trigger start|stop|reset [--node /robot_rl_policy]
@@ -23,6 +23,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 ENV_ID = "robot_rl/ROS2Arm-v0"
 ROS2_PYTHON_ENV = "ROBOT_RL_ROS2_PYTHON"
@@ -37,12 +38,19 @@ def register_envs() -> None:
 register_envs()
 
 
+class Runtime(NamedTuple):
+    """The training runtime's functions that the ROS 2 commands use. The CLI hands them in:
+    hardware sits below the runtime in the layers (.importlinter) and does not import it."""
+    load_config: Callable   # (path) -> RunConfig
+    make_env: Callable      # (cfg, teleop=False) -> env
+    load_policy: Callable   # (run_dir) -> (agent, cfg) of the latest good checkpoint
+
+
 # ------------------------------------------------------------------ which Python has rclpy
 
 
 def repo_root() -> Path:
-    import robot_rl
-    return Path(robot_rl.__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]   # <repo>/hardware/ros2/__init__.py
 
 
 def ros2_python() -> str | None:
@@ -67,8 +75,8 @@ def _have_rclpy() -> bool:
 
 
 def _ensure_rclpy(argv: list[str]) -> None:
-    """Return if rclpy imports here; else exec `python -m robot_rl.hardware.ros2.node ARGV`
-    under the ROS 2 Python (never returns), or exit with instructions."""
+    """Return if rclpy imports here; else exec `python -m robot_rl.cli ros2 ARGV` under the
+    ROS 2 Python (never returns), or exit with instructions."""
     if _have_rclpy():
         return
     py = ros2_python()
@@ -78,7 +86,7 @@ def _ensure_rclpy(argv: list[str]) -> None:
     os.environ["_ROBOT_RL_ROS2_REEXEC"] = "1"
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(py, [py, "-m", "robot_rl.hardware.ros2.node", *argv])
+    os.execv(py, [py, "-m", "robot_rl.cli", "ros2", *argv])
 
 
 # ------------------------------------------------------------------ commands
@@ -96,7 +104,7 @@ def _cmd_run(args) -> int:
         overrides["rate_hz"] = float(args.rate)
     if args.autostart:
         overrides["autostart"] = True
-    return run(args.policy, args.config, _ros_args(args.ros_args), overrides,
+    return run(args.policy, args.runtime, args.config, _ros_args(args.ros_args), overrides,
                torch_threads=args.torch_threads)
 
 
@@ -130,9 +138,9 @@ def _cmd_record(args) -> int:
     return 0
 
 
-def spec_from_run_config(cfg):
+def spec_from_run_config(cfg, make_env):
     """`PolicySpec` of a run config. ROS 2 envs are read from their kwargs (no robot needed);
-    others are built once (MuJoCo) and inspected."""
+    others are built once with `make_env` (MuJoCo) and inspected."""
     import numpy as np
 
     from robot_rl.hardware.ros2.node import PolicySpec
@@ -154,7 +162,6 @@ def spec_from_run_config(cfg):
                           include_wrench=bool(kw.get("include_wrench", False)),
                           env_state_dim=6 if t.has_goal else None,
                           control_hz=float(kw.get("control_hz", 10.0)))
-    from robot_rl.train import make_env
     env = make_env(cfg, teleop=False)
     try:
         return PolicySpec.from_env(env)
@@ -165,9 +172,8 @@ def spec_from_run_config(cfg):
 def _cmd_bag_to_lerobot(args) -> int:
     from robot_rl.hardware.ros2.bags import bag_to_lerobot
     from robot_rl.hardware.ros2.node import load_param_file
-    from robot_rl.train import load_config
     cfg_path = (str(Path(args.policy) / "config.yaml") if args.policy else args.env_config)
-    spec = spec_from_run_config(load_config(cfg_path))
+    spec = spec_from_run_config(args.runtime.load_config(cfg_path), args.runtime.make_env)
     params = load_param_file(args.config) if args.config else {}
     res = bag_to_lerobot(args.bag, args.out, spec, params, namespace=args.namespace,
                          fps=args.fps, task=args.task, gap=args.gap)
@@ -180,11 +186,12 @@ def _ros_args(extra: list[str]) -> list[str]:
     return ["--ros-args", *extra] if extra else []
 
 
-def add_cli(subparsers) -> None:
+def add_cli(subparsers, runtime: Runtime) -> None:
     """Register `ros2 {run,trigger,record,bag-to-lerobot}` on robot-rl's subparsers."""
     r = subparsers.add_parser("ros2", help="ROS 2: policy node, bag recording and conversion",
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.set_defaults(runtime=runtime)
     sub = r.add_subparsers(dest="ros2_command", required=True)
 
     run = sub.add_parser("run", help="run a trained policy as a ROS 2 node")
@@ -229,16 +236,3 @@ def add_cli(subparsers) -> None:
                       help="a pause longer than this [s] starts a new episode")
     conv.set_defaults(func=_cmd_bag_to_lerobot)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m robot_rl.hardware.ros2.node SUBCOMMAND ...` (same as `robot-rl ros2 ...`)."""
-    p = argparse.ArgumentParser(prog="robot-rl")
-    add_cli(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(["ros2", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args) or 0
-    except (FileNotFoundError, TimeoutError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130

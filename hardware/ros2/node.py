@@ -45,7 +45,7 @@ talking to a Cyclone DDS peer. With a system ROS 2 install, source it and run th
 Python that sees both rclpy and robot_rl (e.g. a venv created with --system-site-packages):
 
     source /opt/ros/jazzy/setup.bash
-    python -m robot_rl.hardware.ros2.node run --policy runs/pick --ros-args -r __ns:=/fr3
+    python -m robot_rl.cli ros2 run --policy runs/pick --ros-args -r __ns:=/fr3
 
 robot_rl is not an ament package, so there is no `ros2 run robot_rl ...`; in a launch file
 use `ExecuteProcess(cmd=["robot-rl", "ros2", "run", "--policy", run_dir, "--ros-args", ...])`.
@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,15 +97,15 @@ class PolicySpec:
                    control_hz=1.0 / base.period)
 
 
-def load_policy_for_ros(run_dir, torch_threads: int = 1):
+def load_policy_for_ros(run_dir, runtime, torch_threads: int = 1):
     """(agent, PolicySpec) of a run's latest good checkpoint. The spec comes from building the
-    run's env once (sim or ROS 2) and reading its task and observation space."""
+    run's env once (sim or ROS 2) and reading its task and observation space. `runtime`: the
+    `Runtime` functions the CLI hands in (hardware/ros2/__init__.py)."""
     import torch
 
-    from robot_rl.train import load_policy, make_env  # the runtime's loader, used lazily
     torch.set_num_threads(torch_threads)
-    agent, cfg = load_policy(run_dir)
-    env = make_env(cfg, teleop=False)
+    agent, cfg = runtime.load_policy(run_dir)
+    env = runtime.make_env(cfg, teleop=False)
     try:
         spec = PolicySpec.from_env(env)
     finally:
@@ -464,15 +463,15 @@ def create_policy_node(policy, spec: PolicySpec, defaults: dict | None = None,
     return _node_class()(policy, spec, defaults, node_name, namespace)
 
 
-def run(run_dir, config: str | None = None, rclpy_args: list[str] | None = None,
+def run(run_dir, runtime, config: str | None = None, rclpy_args: list[str] | None = None,
         overrides: dict | None = None, torch_threads: int = 1) -> int:
-    """Load a run's policy and spin the node until Ctrl-C / SIGTERM."""
+    """Load a run's policy (with the CLI's `runtime`) and spin the node until Ctrl-C / SIGTERM."""
     from robot_rl.hardware.ros2.hal import import_rclpy
     rclpy = import_rclpy()
     from rclpy.executors import ExternalShutdownException
     defaults = load_param_file(config) if config else {}
     defaults.update(overrides or {})
-    agent, spec = load_policy_for_ros(run_dir, torch_threads=torch_threads)
+    agent, spec = load_policy_for_ros(run_dir, runtime, torch_threads=torch_threads)
     rclpy.init(args=["robot_rl_policy", *(rclpy_args or [])])
     node = None
     try:
@@ -511,8 +510,3 @@ def call_trigger(service: str, timeout: float = 10.0) -> tuple[bool, str]:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
-
-
-if __name__ == "__main__":
-    from robot_rl.hardware.ros2 import main
-    sys.exit(main(sys.argv[1:]))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -121,7 +122,7 @@ def run_seed(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 
     each in-run retraining starts from the last classifier for `refresh_steps` steps (run E)."""
     from robot_rl import config as cfgmod
     from robot_rl import train
-    from robot_rl.rewards.classifier import ClassifierReward, sim_success_frames
+    from robot_rl.rewards.classifier import ClassifierReward
     cfg = train.load_config(str(CONFIG), [f"runs_dir={runs_dir}", f"seed={seed}",
                                           f"name=classifier_reward_s{seed}", *overrides])
     cams, size = tuple(cfg.env.kwargs["cameras"]), cfg.env.kwargs["image_size"]
@@ -220,6 +221,60 @@ def _add_frames(data: dict, new: dict, frames_per_episode: int = 10) -> dict:
             "label": np.concatenate([data["label"], new["label"].astype(bool)]),
             "hard": np.concatenate([data["hard"], np.ones(n, bool)]),
             "episode": np.concatenate([data["episode"], first + np.arange(n) // frames_per_episode])}
+
+
+def sim_success_frames(task: str = "PandaPickCube", episodes: int = 20, image_size: int = 64,
+                       cameras: Sequence[str] = ("front", "wrist"), steps: int | None = None,
+                       seed: int = 0, fail_prob: float = 0.25, noise: float = 0.0,
+                       progress: bool = False, **expert_kwargs) -> dict:
+    """Scripted-expert rollouts in sim with per-frame ground truth, continuing past success
+    (so lifted frames are not only the last one). Returns a dict of arrays over all frames:
+    images {camera: [N,H,W,3]}, `label` (task success of that observation), `episode`, `t`,
+    `dense` (the task's dense reward), `first_success` [episodes] (step index or -1), and for
+    tasks that report it, `lift` (PandaPickCube: the cube's height above the table, m).
+    `expert_kwargs` go to the task's scripted expert (PandaPickCube: `lift_to`)."""
+    from robot_rl.rewards.classifier import preload_torch_before_rendering
+    from robot_rl.sim.envs import make_sim_env
+    preload_torch_before_rendering()
+    from robot_rl.sim.experts import make_expert
+    env = make_sim_env(task, vision=True, image_size=image_size, cameras=tuple(cameras))
+    expert = make_expert(env, fail_prob=fail_prob, noise=noise, seed=seed, **expert_kwargs)
+    steps = steps or env.task.max_episode_steps
+    imgs = {c: [] for c in cameras}
+    label, ep_id, tt, dense, first, lift = [], [], [], [], [], []
+    has_lift = hasattr(env.task, "lift")
+    it = range(episodes)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc="sim frames", unit="ep")
+    try:
+        for e in it:
+            obs, _ = env.reset(seed=seed + e)
+            expert.reset()
+            fs = -1
+            for t in range(steps + 1):
+                ev = env.task.evaluate(env)
+                for c in cameras:
+                    imgs[c].append(obs[c])
+                label.append(bool(ev.success))
+                dense.append(float(ev.reward))
+                if has_lift:
+                    lift.append(env.task.lift)
+                ep_id.append(e)
+                tt.append(t)
+                if ev.success and fs < 0:
+                    fs = t
+                if t < steps:  # keep going after success (the env would terminate)
+                    obs = env.step(expert.act(obs))[0]
+            first.append(fs)
+    finally:
+        env.close()
+    out = {"images": {c: np.stack(v) for c, v in imgs.items()}, "label": np.array(label),
+           "episode": np.array(ep_id), "t": np.array(tt), "dense": np.array(dense, np.float32),
+           "first_success": np.array(first)}
+    if has_lift:
+        out["lift"] = np.array(lift, np.float32)
+    return out
 
 
 def workspace_sweep_frames(episodes: int, image_size: int, cameras: tuple[str, ...], seed: int,

@@ -71,10 +71,49 @@ def _plain_worker(cfg, stream: int, conn) -> None:
         conn.send(n / (time.perf_counter() - t0))
 
 
+# Probes run in the learner's process (`Learner.call`) on its `DistributedTrainer`.
+def collect_for(trainer, seconds: float, active: int) -> dict:
+    """Learner paused (no updates): take and store transitions from the first `active`
+    actors for `seconds`. Returns transitions/s."""
+    if not trainer.started:
+        trainer.start()
+    n0, t0, busy = trainer.step, time.perf_counter(), 0.0
+    while time.perf_counter() - t0 < seconds:
+        trainer._request(active, limit=1 << 40)
+        batches = trainer.fleet.poll(timeout=0.2)
+        t = time.perf_counter()
+        for batch in batches:
+            trainer._ingest(batch, learn=False)
+        busy += time.perf_counter() - t
+    dt = time.perf_counter() - t0
+    return {"transitions": trainer.step - n0, "seconds": dt,
+            "steps_per_s": (trainer.step - n0) / dt, "learner_ingest_fraction": busy / dt}
+
+
+def update_for(trainer, seconds: float, active: int) -> dict:
+    """Critic updates back to back for `seconds` while the first `active` actors (0: none)
+    keep collecting into the replay. Returns updates/s and transitions/s."""
+    if not trainer.started:
+        trainer.start()
+    if trainer.cfg.train.normalize_obs and not trainer.normalized:
+        trainer._freeze_normalization()
+    u0, n0, t0 = trainer.agent.critic_steps, trainer.step, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        if active:
+            trainer._request(active, limit=1 << 40)
+            for batch in trainer.fleet.poll(timeout=0.0):
+                trainer._ingest(batch, learn=False)
+        trainer.agent.update(trainer.sample())
+    dt = time.perf_counter() - t0
+    return {"updates_per_s": (trainer.agent.critic_steps - u0) / dt,
+            "steps_per_s": (trainer.step - n0) / dt, "seconds": dt}
+
+
 def run(json_path: str | None = None, seconds: float = 10.0, rounds: int = 3,
         overrides: list[str] = (), runs_dir: str | None = None) -> dict:
     from tqdm import tqdm
 
+    from robot_rl.distributed.learner import DistributedTrainer
     from robot_rl.distributed.runtime import init_ray, start_learner
     tmp = tempfile.TemporaryDirectory(prefix="bench_distributed_") if runs_dir is None else None
     cfg = _config(list(overrides), runs_dir or tmp.name)
@@ -85,8 +124,9 @@ def run(json_path: str | None = None, seconds: float = 10.0, rounds: int = 3,
     try:
         plain = _PlainEnvProcesses(cfg, 2)
         learner = start_learner(cfg, Path(cfg.runs_dir) / cfg.name, resume=False)
-        ray.get(learner.collect_for.remote(3.0, 2))  # warm-up: envs built, policy loaded
-        ray.get(learner.drain.remote())
+        drain = DistributedTrainer.drain
+        ray.get(learner.call.remote(collect_for, 3.0, 2))  # warm-up: envs built, policy loaded
+        ray.get(learner.call.remote(drain))
         collect: dict[int, list[float]] = {1: [], 2: []}
         baseline: dict[int, list[float]] = {1: [], 2: []}
         updates: dict[int, list[float]] = {0: [], 2: []}
@@ -98,18 +138,18 @@ def run(json_path: str | None = None, seconds: float = 10.0, rounds: int = 3,
                 baseline[k].append(plain.rate(k, seconds))
                 bar.update(1)
             for k in (1, 2):
-                res = ray.get(learner.collect_for.remote(seconds, k))
+                res = ray.get(learner.call.remote(collect_for, seconds, k))
                 collect[k].append(res["steps_per_s"])
                 if k == 2:
                     ingest.append(res["learner_ingest_fraction"])
-                ray.get(learner.drain.remote())  # requests left over stay out of the next window
+                ray.get(learner.call.remote(drain))  # leftover requests stay out of the next window
                 bar.update(1)
             for k in (0, 2):
-                res = ray.get(learner.update_for.remote(seconds, k))
+                res = ray.get(learner.call.remote(update_for, seconds, k))
                 updates[k].append(res["updates_per_s"])
                 if k:
                     during.append(res["steps_per_s"])
-                ray.get(learner.drain.remote())
+                ray.get(learner.call.remote(drain))
                 bar.update(1)
         bar.close()
         transport = ray.get(learner.transport.remote())

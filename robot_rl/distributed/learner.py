@@ -165,42 +165,6 @@ class DistributedTrainer(Trainer):
     def result(self) -> dict:
         return {**super().result(), "transport": self.counts.totals()}
 
-    # ---- benchmark probes ---------------------------------------------------------------
-    def collect_for(self, seconds: float, active: int) -> dict:
-        """Learner paused (no updates): take and store transitions from the first `active`
-        actors for `seconds`. Returns transitions/s."""
-        if not self.started:
-            self.start()
-        n0, t0, busy = self.step, time.perf_counter(), 0.0
-        while time.perf_counter() - t0 < seconds:
-            self._request(active, limit=1 << 40)
-            batches = self.fleet.poll(timeout=0.2)
-            t = time.perf_counter()
-            for batch in batches:
-                self._ingest(batch, learn=False)
-            busy += time.perf_counter() - t
-        dt = time.perf_counter() - t0
-        return {"transitions": self.step - n0, "seconds": dt, "steps_per_s": (self.step - n0) / dt,
-                "learner_ingest_fraction": busy / dt}
-
-    def update_for(self, seconds: float, active: int) -> dict:
-        """Critic updates back to back for `seconds` while the first `active` actors (0: none)
-        keep collecting into the replay. Returns updates/s and transitions/s."""
-        if not self.started:
-            self.start()
-        if self.cfg.train.normalize_obs and not self.normalized:
-            self._freeze_normalization()
-        u0, n0, t0 = self.agent.critic_steps, self.step, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            if active:
-                self._request(active, limit=1 << 40)
-                for batch in self.fleet.poll(timeout=0.0):
-                    self._ingest(batch, learn=False)
-            self.agent.update(self.sample())
-        dt = time.perf_counter() - t0
-        return {"updates_per_s": (self.agent.critic_steps - u0) / dt,
-                "steps_per_s": (self.step - n0) / dt, "seconds": dt}
-
     def drain(self) -> None:
         """Take and store every requested batch (no updates)."""
         while self.fleet.inflight_transitions():
@@ -247,14 +211,10 @@ class Learner:
                 "live_streams": [inc.stream for inc in self.trainer.fleet.slots],
                 "online_transitions": self.trainer.online.transitions_written}
 
-    def collect_for(self, seconds: float, active: int) -> dict:
-        return self.trainer.collect_for(seconds, active)
-
-    def update_for(self, seconds: float, active: int) -> dict:
-        return self.trainer.update_for(seconds, active)
-
-    def drain(self) -> None:
-        self.trainer.drain()
+    def call(self, fn, *args):
+        """`fn(trainer, *args)` in the learner's process: for probes that need the trainer
+        itself (robot_rl/bench/distributed.py)."""
+        return fn(self.trainer, *args)
 
     def shutdown(self) -> None:
         self.trainer.fleet.shutdown()

@@ -230,14 +230,15 @@ def test_config_runs_unchanged_against_franky_sim(franky_sim):
 
 
 def test_robot_check_reports_everything_before_anything_moves(franky_sim, tmp_path):
-    import argparse
     import json
 
     import cv2
     import imageio.v2 as imageio
     import yaml
 
-    from robot_rl.hardware.session import add_cli, check_robot
+    from robot_rl.cli import build_parser
+    from robot_rl.hardware.session import check_robot
+    from robot_rl.train import load_config
     video = tmp_path / "front.avi"
     out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
     for i in range(10):
@@ -249,10 +250,9 @@ def test_robot_check_reports_everything_before_anything_moves(franky_sim, tmp_pa
     cfg_path = tmp_path / "check.yaml"
     cfg_path.write_text(yaml.safe_dump(data))
 
-    parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["robot", "check", str(cfg_path), "--out", str(tmp_path / "chk"),
-                              "--json", str(tmp_path / "report.json")])
+    args = build_parser().parse_args(["robot", "check", str(cfg_path),
+                                      "--out", str(tmp_path / "chk"),
+                                      "--json", str(tmp_path / "report.json")])
     assert args.func(args) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["ok"] and report["arm"]["connected"] and report["arm"]["robot_mode"] == "Idle"
@@ -272,7 +272,8 @@ def test_robot_check_reports_everything_before_anything_moves(franky_sim, tmp_pa
         assert a.robot_mode == "Idle"
     finally:
         a.close()
-    bad = check_robot(str(cfg_path), out_dir=str(tmp_path / "bad"), print_report=False,
+    bad = check_robot(str(cfg_path), load_config, out_dir=str(tmp_path / "bad"),
+                      print_report=False,
                       overrides=["env.kwargs.host=127.0.0.254", "env.kwargs.cameras=[]"])
     assert not bad["ok"] and "cannot connect" in bad["arm"]["error"]
 

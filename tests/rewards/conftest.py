@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from robot_rl.rewards.classifier import preload_torch_before_rendering, sim_success_frames
+from robot_rl.bench.classifier_reward import sim_success_frames
+from robot_rl.rewards.classifier import preload_torch_before_rendering
 
 torch.set_num_threads(1)
 preload_torch_before_rendering()  # triton after an EGL render segfaults (see its docstring)

@@ -15,7 +15,7 @@ from robot_rl.rewards.language import (ComparativeLanguageModel, FeedbackAspects
                                        SentenceTransformerText, TextCache, TrajectoryImprover,
                                        learn_reward_from_language, learn_reward_from_preferences,
                                        step_inputs)
-from robot_rl.rewards.language_bench import (FEATURES, TEMPLATES, SimulatedUser,
+from robot_rl.bench.language_rewards import (FEATURES, TEMPLATES, SimulatedUser,
                                              improvement_trials, latent_training_triples,
                                              paraphrases, reward_learning_curve, simulate_bank,
                                              trajectory_features)

@@ -1,13 +1,13 @@
-"""`run_bench_rewards` smoke test: tiny settings, the JSON layout the CLI promises."""
+"""`robot_rl.bench.rewards.run` smoke test: tiny settings, the JSON layout the CLI promises."""
 from __future__ import annotations
 
 import json
 
-from robot_rl.rewards.bench import run_bench_rewards
+from robot_rl.bench import rewards as bench_rewards
 
 
 def test_bench_rewards_writes_ms_per_frame(tmp_path):
-    res = run_bench_rewards(str(tmp_path / "bench.json"), image_size=64, batch_sizes=(1, 4),
+    res = bench_rewards.run(str(tmp_path / "bench.json"), image_size=64, batch_sizes=(1, 4),
                             repeats=1, min_frames=4, models=("classifier", "perceptual"),
                             progress=False)
     saved = json.loads((tmp_path / "bench.json").read_text())

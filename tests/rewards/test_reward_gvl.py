@@ -370,7 +370,7 @@ def test_vlm_success_detector_terminates_episode(vlm):
 def test_vlm_success_detector_reports_unparseable_answers(vlm):
     s = vlm(lambda req: (200, completion("Hard to say from this angle.")))
     det = VLMSuccessDetector("pick", client=s.client(), reask=1)
-    out = det.evaluate({"front": progress_frames([0.5])})
+    out = det.score({"front": progress_frames([0.5])})
     assert np.isnan(out.reward[0]) and not out.success[0]
     assert det.unparseable == ["Hard to say from this angle."] and len(s.requests) == 2
     with pytest.raises(RewardModelError, match="not yes/no"):

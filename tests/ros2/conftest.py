@@ -139,9 +139,9 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def ros2_run(ros2_python, ros_env):
-    """ros2_run(args) runs `python -m robot_rl.hardware.ros2.node ARGS` in the ROS 2 venv."""
+    """ros2_run(args) runs `python -m robot_rl.cli ros2 ARGS` in the ROS 2 venv."""
     def _run(args: list[str], timeout: float = 60.0):
-        return subprocess.run([ros2_python, "-m", "robot_rl.hardware.ros2.node", *args],
+        return subprocess.run([ros2_python, "-m", "robot_rl.cli", "ros2", *args],
                               env=ros_env, cwd=ROOT, capture_output=True, text=True,
                               timeout=timeout)
     return _run

@@ -10,8 +10,8 @@ import numpy as np
 import yaml
 
 from robot_rl.controllers.safety import SafetyBox
+from robot_rl.cli import main as cli_main
 from robot_rl.data.lerobot import LeRobotDataset
-from robot_rl.hardware.ros2 import main as ros2_main
 from robot_rl.hardware.ros2 import messages as M
 from robot_rl.hardware.ros2.bags import bag_to_lerobot
 from robot_rl.hardware.ros2.node import PolicySpec
@@ -43,7 +43,7 @@ def test_record_and_convert_session(ros2_python, ros_env, peer, fake_robot, spaw
                               "std_msgs/msg/Float64MultiArray")
     T = M.dds_types()
     bag, ready = tmp_path / "session", tmp_path / "ready"
-    rec = spawn([ros2_python, "-m", "robot_rl.hardware.ros2.node", "record", str(bag),
+    rec = spawn([ros2_python, "-m", "robot_rl.cli", "ros2", "record", str(bag),
                  "--topics", *TOPICS, "--ready-file", str(ready)], ros_env, "record")
     deadline = time.monotonic() + 60
     while not ready.exists():
@@ -109,8 +109,8 @@ def test_record_and_convert_session(ros2_python, ros_env, peer, fake_robot, spaw
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"action_topic": ""}))
     out2 = tmp_path / "ds2"
-    assert ros2_main(["bag-to-lerobot", str(bag), str(out2), "--env-config", str(cfg),
-                      "--config", str(params)]) == 0
+    assert cli_main(["ros2", "bag-to-lerobot", str(bag), str(out2), "--env-config", str(cfg),
+                     "--config", str(params)]) == 0
     ds2 = LeRobotDataset(out2)
     got = np.concatenate([ds2.episode(e)["action"] for e in range(ds2.num_episodes)])
     want = np.stack([step_values(k)[1] for ks in episodes for k in ks])

@@ -93,7 +93,7 @@ def test_policy_node_targets_services_and_stale_inputs(reach_policy, ros2_python
     cfg.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
         "target_pose_topic": "cmd/target_pose", "base_frame": "fr3_link0",
         "gripper_joint": "fr3_finger_joint1", "stale_timeout": 0.4}}}))
-    proc = spawn([ros2_python, "-m", "robot_rl.hardware.ros2.node", "run", "--policy",
+    proc = spawn([ros2_python, "-m", "robot_rl.cli", "ros2", "run", "--policy",
                   str(run_dir), "--config", str(cfg), "--ros-args", "-p", f"rate_hz:={RATE}",
                   "-r", f"__ns:={ns}"], ros_env, "node")
 
@@ -190,9 +190,8 @@ def test_policy_node_autostart_max_steps_fixed_goal_via_cli(reach_policy, ros_en
     robot.start()
     peer.subscribe("target_pose", "geometry_msgs/msg/PoseStamped")
     peer.subscribe("robot_rl_policy/status", "std_msgs/msg/String")
-    code = ("import sys; from robot_rl.hardware.ros2 import main; sys.exit(main(sys.argv[1:]))")
-    proc = spawn([sys.executable, "-c", code, "run", "--policy", str(run_dir), "--autostart",
-                  "--ros-args", "-p", "max_steps:=5", "-p", f"goal:={G.tolist()}",
+    proc = spawn([sys.executable, "-m", "robot_rl.cli", "ros2", "run", "--policy", str(run_dir),
+                  "--autostart", "--ros-args", "-p", "max_steps:=5", "-p", f"goal:={G.tolist()}",
                   "-p", "gripper_enabled:=false"], ros_env, "node_cli")
     msgs = peer.wait_for("target_pose", count=5, timeout=60)
     _, s = wait_status(peer, "robot_rl_policy/status",
@@ -238,7 +237,7 @@ def test_policy_node_vision_policy_cameras_and_gripper(ros2_python, ros_env, pee
     peer.subscribe("target_pose", "geometry_msgs/msg/PoseStamped")
     peer.subscribe("gripper_position_controller/commands", "std_msgs/msg/Float64MultiArray")
     peer.subscribe("robot_rl_policy/action", "std_msgs/msg/Float32MultiArray")
-    spawn([ros2_python, "-m", "robot_rl.hardware.ros2.node", "run", "--policy", str(run_dir),
+    spawn([ros2_python, "-m", "robot_rl.cli", "ros2", "run", "--policy", str(run_dir),
            "--autostart", "--ros-args", "-p", "max_steps:=3",
            "-p", "camera_topics:=['wrist=cam/wrist/color']"], ros_env, "node_vision")
     msgs = peer.wait_for("target_pose", count=3, timeout=60)

@@ -63,11 +63,11 @@ def _time(fn, batch: dict, bs: int, repeats: int, min_frames: int) -> float:
     return 1e3 * float(np.median(per_round))
 
 
-def run_bench_rewards(json_path: str | None = None, image_size: int = 128,
-                      batch_sizes: Sequence[int] = (1, 32), repeats: int = 3,
-                      min_frames: int = 32, models: Sequence[str] = ("clip_vit_b32", "classifier",
-                                                                      "perceptual"),
-                      torch_threads: int | None = None, progress: bool = True) -> dict:
+def run(json_path: str | None = None, image_size: int = 128,
+        batch_sizes: Sequence[int] = (1, 32), repeats: int = 3,
+        min_frames: int = 32, models: Sequence[str] = ("clip_vit_b32", "classifier",
+                                                        "perceptual"),
+        torch_threads: int | None = None, progress: bool = True) -> dict:
     import torch
     if torch_threads:
         torch.set_num_threads(int(torch_threads))

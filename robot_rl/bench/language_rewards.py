@@ -375,11 +375,11 @@ def run_seed(bank: dict, text, seed: int, budgets: Sequence[int], n_train: int,
     return res
 
 
-def run_bench_language(json_path: str | None = None, seeds: int = 5, first_seed: int = 200,
-                       budgets: Sequence[int] = (5, 10, 20, 50, 100), n_bank: int = 200,
-                       n_train: int = 140, horizon: int = 40, n_trials: int = 50,
-                       max_iters: int = 10, latent_steps: int = 1500, bank_seed: int = 2,
-                       text=None, heldout_check: bool = True, progress: bool = True) -> dict:
+def run(json_path: str | None = None, seeds: int = 5, first_seed: int = 200,
+        budgets: Sequence[int] = (5, 10, 20, 50, 100), n_bank: int = 200,
+        n_train: int = 140, horizon: int = 40, n_trials: int = 50,
+        max_iters: int = 10, latent_steps: int = 1500, bank_seed: int = 2,
+        text=None, heldout_check: bool = True, progress: bool = True) -> dict:
     """Seeds `first_seed`..`first_seed + seeds - 1` on one simulated bank (`bank_seed`). The
     method's free choices (likelihood, improvement rules and constants) were made while
     developing on bank 0 (seeds 0-9) and bank 1 (seeds 100-107), so the defaults (bank 2, seeds

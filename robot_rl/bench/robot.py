@@ -4,8 +4,8 @@ gripper and two camera frames, task evaluation) against franky-sim on loopback, 
 cameras: OpenCV on 640x480 video files, RealSense recordings played back through the real
 pipeline + rs.align, or one of each. Target: p99 <= 10 ms at 10 Hz.
 
-    run_bench_robot("bench_robot.json")           # starts its own franky-sim
-    run_bench_robot(host="127.0.0.1")             # or a running one / a real robot
+    run("bench_robot.json")    # starts its own franky-sim
+    run(host="127.0.0.1")      # or a running one / a real robot
 """
 from __future__ import annotations
 
@@ -81,9 +81,9 @@ def _pct(xs, q) -> float:
     return float(np.percentile(np.asarray(xs) * 1e3, q))
 
 
-def run_bench_robot(json_path: str | None = None, steps: int = 300, host: str | None = None,
-                    cameras: str = "opencv", control_hz: float = 10.0, image_size: int = 128,
-                    seed: int = 0, progress: bool = True) -> dict:
+def run(json_path: str | None = None, steps: int = 300, host: str | None = None,
+        cameras: str = "opencv", control_hz: float = 10.0, image_size: int = 128,
+        seed: int = 0, progress: bool = True) -> dict:
     """Measure RobotEnv.step overhead (excluding the rate sleep) on franky-sim with two
     cameras; returns (and writes to `json_path`) step_overhead_p50_ms / _p99_ms and more."""
     from robot_rl.hardware.franka import FrankySim
