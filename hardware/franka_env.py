@@ -1,5 +1,5 @@
 """Real Franka tasks: `FrankaPegInsert` and the gymnasium entry point `make_franka_env`
-(`robot_rl/FrankaPegInsert-v0`, registered by `register_real_envs()`).
+(`robot_rl/FrankaPegInsert-v0`, registered in robot_rl/registry.py).
 
 The env is the same `RobotEnv` as in sim, on real HAL objects:
 `FrankaArm` -> `SafeArm` (box, step limit, watchdog, operator stop) -> `RobotEnv`, wrapped in
@@ -31,17 +31,9 @@ import numpy as np
 from robot_rl.controllers.frames import orientation_error, rpy_to_quat, wrap_angle
 from robot_rl.controllers.impedance import ImpedanceParams
 from robot_rl.controllers.safety import SafetyBox
-from robot_rl.hardware.task import ActionConfig, Evaluation, TaskBase
+from robot_rl.hardware.task import ActionConfig, Outcome, TaskBase
 
-REAL_ENV_IDS = {"robot_rl/FrankaPegInsert-v0": "robot_rl.hardware.franka_env:make_franka_env"}
-
-
-def register_real_envs() -> None:
-    """Register the real-robot gymnasium ids (imports only gymnasium)."""
-    import gymnasium as gym
-    for env_id, entry_point in REAL_ENV_IDS.items():
-        if env_id not in gym.registry:
-            gym.register(env_id, entry_point=entry_point)
+ENV_ID = "robot_rl/FrankaPegInsert-v0"  # make_franka_env's id (registered in robot_rl/registry.py)
 
 
 class FrankaPegInsert(TaskBase):
@@ -144,14 +136,14 @@ class FrankaPegInsert(TaskBase):
                           f"{self.reset_timeout_s} s")
 
     # ---- scoring -------------------------------------------------------------------------
-    def evaluate(self, env) -> Evaluation:
+    def outcome(self, env) -> Outcome:
         tcp = env.arm.state().tcp_pose
         d = tcp[:3] - self.target_pos
         rot = float(np.linalg.norm(orientation_error(self.target_quat, tcp[3:])))
         success = bool(np.all(np.abs(d) <= self.success_tolerance)
                        and rot <= self.success_rot_tolerance)
-        return Evaluation(reward=float(1.0 - np.tanh(self.dense_scale * np.linalg.norm(d))),
-                          success=success)
+        return Outcome(reward=float(1.0 - np.tanh(self.dense_scale * np.linalg.norm(d))),
+                       success=success)
 
 
 def _params(p) -> ImpedanceParams:

@@ -125,12 +125,12 @@ class RobotEnv(gym.Env):
         self.clock.wait(self.period)
         self._steps += 1
         obs = self.observe()
-        ev = self.task.evaluate(self)
-        reward = float(ev.success) if self.reward_type == "sparse" else float(ev.reward)
+        outcome = self.task.outcome(self)
+        reward = float(outcome.success) if self.reward_type == "sparse" else float(outcome.reward)
         truncated = self._steps >= self.task.max_episode_steps
-        info: dict[str, Any] = {"is_success": ev.success, "intervention": False,
+        info: dict[str, Any] = {"is_success": outcome.success, "intervention": False,
                                 "action": a.astype(np.float32)}
-        return obs, reward, bool(ev.success), truncated, info
+        return obs, reward, bool(outcome.success), truncated, info
 
     def render(self):
         if self.cameras:

@@ -33,12 +33,12 @@ def check_robot(config_path: str, load_config: Callable, out_dir: str | None = N
     (.importlinter) and does not import it."""
     from robot_rl.hardware.cameras import make_camera
     from robot_rl.hardware.franka import FrankaArm, FrankaGripper, JOINT_LIMITS, map_impedance
-    from robot_rl.hardware.franka_env import REAL_ENV_IDS, FrankaPegInsert
+    from robot_rl.hardware.franka_env import ENV_ID, FrankaPegInsert
 
     cfg = load_config(config_path, list(overrides))
-    if cfg.env.id not in REAL_ENV_IDS:
+    if cfg.env.id != ENV_ID:
         raise ValueError(f"{config_path}: env.id {cfg.env.id!r} is not a real-robot env "
-                         f"(known: {sorted(REAL_ENV_IDS)})")
+                         f"(known: {[ENV_ID]})")
     kw = dict(cfg.env.kwargs)
     out = Path(out_dir) if out_dir else Path(cfg.runs_dir) / cfg.name / "robot_check"
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """What a task tells `RobotEnv`: action layout, safety box, episode length, how to reset the
-scene, and how to score it. Sim tasks (sim/tasks.py) place objects with privileged access;
+scene, and how to score it. Sim tasks (sim/tasks/) place objects with privileged access;
 real tasks reset the arm only and score from the TCP pose or a reward model."""
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ class ActionConfig:
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class Outcome:
+    """How the scene stands after a step, by the task's own measure."""
     reward: float      # dense shaped reward in [0, 1]
     success: bool
 
@@ -50,12 +51,12 @@ class Task(Protocol):
 
     def reset(self, env, rng: np.random.Generator) -> None: ...
     def env_state(self) -> np.ndarray | None: ...   # privileged object state (sim only) or None
-    def evaluate(self, env) -> Evaluation: ...
+    def outcome(self, env) -> Outcome: ...
 
 
 @dataclass
 class TaskBase:
-    """Shared fields; concrete tasks override reset/evaluate."""
+    """Shared fields; concrete tasks override reset/outcome."""
     name: str = "task"
     instruction: str = ""
     action: ActionConfig = field(default_factory=ActionConfig)

@@ -12,7 +12,7 @@ def _cmd_rollout(args) -> int:
     from tqdm import tqdm
 
     import robot_rl  # noqa: F401
-    from robot_rl.sim.experts import make_expert
+    from robot_rl.sim.tasks import make_expert
     from robot_rl.video import env_frame, write_mp4
     env = gym.make(args.env)
     expert = make_expert(env)

@@ -29,7 +29,7 @@ def scripted_policy(env, policy: str | None, noise: float = 0.0, fail_prob: floa
     if not is_ours(env.spec.id if env.spec else ""):
         raise EnvSpecError(f"no scripted expert for {env.spec.id if env.spec else env!r}: set "
                            f"demos.policy to a 'module:callable' policy, or demos.dataset")
-    from robot_rl.sim.experts import make_expert
+    from robot_rl.sim.tasks import make_expert
     expert = make_expert(env, noise=noise, fail_prob=fail_prob, seed=seed)
     return expert.reset, expert.act
 

@@ -1,12 +1,13 @@
 """PyBullet implementation of the HAL, and PandaReach / PandaPickCube on it.
 
 The same `RobotEnv`, the same numpy `CartesianImpedance` law, the same task classes
-(sim/tasks.py) and the same scripted experts as the MuJoCo backend -- only the physics engine
+(sim/tasks/) and the same scripted experts as the MuJoCo backend -- only the physics engine
 and the robot model differ: here it is the Franka Panda URDF bundled with `pybullet_data`.
 
 Structure mirrors sim/world.py: one `BulletWorld` (physics client, robot, controller, and the
 world interface the tasks use) and the views onto it: `BulletArm`, `BulletCamera`, and
-sim/world.py's `SimGripper` and `SimClock`. This module builds only the tasks' scenes (`SCENES`).
+sim/world.py's `SimGripper` and `SimClock`. This module builds only the tasks' scenes
+(`SCENES`), from the tasks' numbers.
 
 Model notes
 - Physics at 500 Hz (`setTimeStep(0.002)`), policy at 10 Hz: one `SimClock.wait(0.1)` is
@@ -151,7 +152,7 @@ class BulletWorld:
                                    physicsClientId=self.client)
         self.markers[name] = pb.createMultiBody(0.0, -1, vis, pos, physicsClientId=self.client)
 
-    # ---- task objects: the world interface of sim/tasks.py ---------------------------
+    # ---- task objects: the world interface of sim/tasks/ ------------------------------
     def set_marker(self, name: str, pos) -> None:
         pb.resetBasePositionAndOrientation(self.markers[name], np.asarray(pos, float).tolist(),
                                            [0, 0, 0, 1], physicsClientId=self.client)
@@ -389,12 +390,12 @@ class BulletCamera:
 
 # ---- task scenes ---------------------------------------------------------------------------
 def _reach_scene(world: BulletWorld, t) -> None:
-    world.add_marker("goal", 0.015, t.goal, (0.1, 0.8, 0.1, 0.6))
+    world.add_marker("goal", t.marker_size, t.goal, t.marker_rgba)
 
 
 def _pick_cube_scene(world: BulletWorld, t) -> None:
-    world.add_box("cube", [t.half] * 3, [0.45, 0.0, TABLE_Z + t.half], 0.05,
-                  (0.85, 0.15, 0.1, 1.0), friction=1.0, spinning_friction=0.002)
+    world.add_box("cube", [t.half] * 3, [0.45, 0.0, TABLE_Z + t.half], t.mass, t.rgba,
+                  friction=1.0, spinning_friction=0.002)
 
 
 SCENES = {"PandaReach": _reach_scene, "PandaPickCube": _pick_cube_scene}

@@ -264,7 +264,7 @@ class SimWorld:
     def now_ns(self) -> int:
         return int(self.data.time * 1e9)
 
-    # ---- task objects: the world interface of sim/tasks.py ---------------------------
+    # ---- task objects: the world interface of sim/tasks/ ------------------------------
     def set_marker(self, name: str, pos) -> None:
         """Move a visual-only marker (a site of the world body)."""
         self.model.site_pos[self.model.site(name).id] = pos

@@ -12,9 +12,9 @@ scripts/setup_ros2.sh: the PyPI Kilted rclpy wheels layered over the project ven
     robot-rl ros2 record OUT_BAG [--topics /a /b ...] [--duration S]
     robot-rl ros2 bag-to-lerobot BAG OUT (--policy RUN_DIR | --env-config CFG) [--config ros2.yaml]
 
-The gymnasium id `robot_rl/ROS2Arm-v0` (`hal.make_ros2_env`) is registered on import, so a
-run config can train on a ROS 2 arm with `env: {id: "robot_rl.hardware.ros2:robot_rl/ROS2Arm-v0",
-kwargs: {...}}`.
+The gymnasium id `robot_rl/ROS2Arm-v0` (`hal.make_ros2_env`) is registered with every other id
+in robot_rl/registry.py, so a run config can train on a ROS 2 arm with
+`env: {id: "robot_rl/ROS2Arm-v0", kwargs: {...}}`.
 """
 from __future__ import annotations
 
@@ -25,17 +25,8 @@ import sys
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-ENV_ID = "robot_rl/ROS2Arm-v0"
+ENV_ID = "robot_rl/ROS2Arm-v0"  # make_ros2_env's id (registered in robot_rl/registry.py)
 ROS2_PYTHON_ENV = "ROBOT_RL_ROS2_PYTHON"
-
-
-def register_envs() -> None:
-    import gymnasium as gym
-    if ENV_ID not in gym.registry:
-        gym.register(ENV_ID, entry_point="robot_rl.hardware.ros2.hal:make_ros2_env")
-
-
-register_envs()
 
 
 class Runtime(NamedTuple):

@@ -22,8 +22,8 @@ refuses to act on stale inputs. `state()` never blocks; `__enter__` waits for th
 
 Used standalone (train/collect), each object gets the node of a `ROS2Connection`, which spins
 in a background thread; the policy node passes its own node instead. `make_ros2_env` builds
-the whole `RobotEnv` and is registered as the gymnasium id `robot_rl/ROS2Arm-v0`
-(`env.id: "robot_rl.hardware.ros2:robot_rl/ROS2Arm-v0"` in a run config).
+the whole `RobotEnv`: the gymnasium id `robot_rl/ROS2Arm-v0` (robot_rl/registry.py;
+`env.id: "robot_rl/ROS2Arm-v0"` in a run config).
 
 rclpy is imported lazily: importing this module works without ROS 2.
 """
@@ -40,7 +40,7 @@ from robot_rl.controllers.impedance import ImpedanceParams
 from robot_rl.controllers.safety import SafetyBox, check_finite
 from robot_rl.hardware.hal import ArmState, Frame, GripperState
 from robot_rl.hardware.ros2 import messages as M
-from robot_rl.hardware.task import ActionConfig, Evaluation, TaskBase
+from robot_rl.hardware.task import ActionConfig, Outcome, TaskBase
 
 ROS_MISSING = ("rclpy is not importable in this Python ({exe}). Either source a ROS 2 "
                "installation (Humble or newer) in a Python that also has robot_rl, or create the "
@@ -591,11 +591,11 @@ class ROS2Task(TaskBase):
             return np.zeros(6)
         return np.concatenate([self.goal, self.goal - self._tcp()])
 
-    def evaluate(self, env) -> Evaluation:
+    def outcome(self, env) -> Outcome:
         if self.goal is None:
-            return Evaluation(reward=0.0, success=False)
+            return Outcome(reward=0.0, success=False)
         d = float(np.linalg.norm(self._tcp() - self.goal))
-        return Evaluation(reward=1.0 - float(np.tanh(10.0 * d)), success=d < self.success_radius)
+        return Outcome(reward=1.0 - float(np.tanh(10.0 * d)), success=d < self.success_radius)
 
 
 def make_ros2_env(arm: dict | None = None, gripper: dict | None = None,

@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.controllers.safety import SafetyBox
-from robot_rl.hardware.task import ActionConfig, Evaluation, TaskBase
+from robot_rl.hardware.task import ActionConfig, Outcome, TaskBase
 
 NODE_NAME = "robot_rl_policy"
 
@@ -162,8 +162,8 @@ class _DeployTask(TaskBase):
             return np.zeros(self._dim)  # only while sizing spaces: the node never acts without
         return np.concatenate([g, g - self._arm.state().tcp_pose[:3]])
 
-    def evaluate(self, env) -> Evaluation:
-        return Evaluation(reward=0.0, success=False)
+    def outcome(self, env) -> Outcome:
+        return Outcome(reward=0.0, success=False)
 
 
 _PolicyNode = None

@@ -236,7 +236,7 @@ def sim_success_frames(task: str = "PandaPickCube", episodes: int = 20, image_si
     from robot_rl.rewards.classifier import preload_torch_before_rendering
     from robot_rl.sim.envs import make_sim_env
     preload_torch_before_rendering()
-    from robot_rl.sim.experts import make_expert
+    from robot_rl.sim.tasks import make_expert
     env = make_sim_env(task, vision=True, image_size=image_size, cameras=tuple(cameras))
     expert = make_expert(env, fail_prob=fail_prob, noise=noise, seed=seed, **expert_kwargs)
     steps = steps or env.task.max_episode_steps
@@ -253,16 +253,16 @@ def sim_success_frames(task: str = "PandaPickCube", episodes: int = 20, image_si
             expert.reset()
             fs = -1
             for t in range(steps + 1):
-                ev = env.task.evaluate(env)
+                outcome = env.task.outcome(env)
                 for c in cameras:
                     imgs[c].append(obs[c])
-                label.append(bool(ev.success))
-                dense.append(float(ev.reward))
+                label.append(bool(outcome.success))
+                dense.append(float(outcome.reward))
                 if has_lift:
                     lift.append(env.task.lift)
                 ep_id.append(e)
                 tt.append(t)
-                if ev.success and fs < 0:
+                if outcome.success and fs < 0:
                     fs = t
                 if t < steps:  # keep going after success (the env would terminate)
                     obs = env.step(expert.act(obs))[0]
@@ -301,7 +301,7 @@ def workspace_sweep_frames(episodes: int, image_size: int, cameras: tuple[str, .
                     obs = env.step(np.append(move, grip).astype(np.float32))[0]
                     for c in cameras:
                         images[c].append(obs[c])
-                    label.append(bool(task.evaluate(env).success))
+                    label.append(bool(task.outcome(env).success))
                     lift.append(task.lift)
                     episode.append(e)
     finally:

@@ -138,7 +138,7 @@ def simulate_bank(n: int, horizon: int = 40, seed: int = 0, progress: bool = Fal
     """`n` varied scripted PandaPickCube trajectories of `horizon` steps. Returns
     `{"trajs": float32 [n, horizon, 20] (state + env_state after each step), "params": ...}`."""
     from robot_rl.sim.envs import make_sim_env
-    from robot_rl.sim.experts import make_expert
+    from robot_rl.sim.tasks import make_expert
     env = make_sim_env("PandaPickCube")
     rng = np.random.default_rng(seed)
     expert = make_expert(env, seed=seed)

@@ -24,7 +24,7 @@ def _frames(image_size: int, n: int, seed: int = 0):
     from robot_rl.rewards.classifier import preload_torch_before_rendering
     preload_torch_before_rendering()
     from robot_rl.sim.envs import make_sim_env
-    from robot_rl.sim.experts import make_expert
+    from robot_rl.sim.tasks import make_expert
     env = make_sim_env("PandaPickCube", vision=True, image_size=image_size)
     expert = make_expert(env, seed=seed)
     obs_list, step_times = [], []

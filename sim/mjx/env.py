@@ -6,7 +6,8 @@ measured TCP pose, the task's home orientation, the safety box's delta limit and
 gripper command), then runs the control period's physics substeps in a `lax.scan`, the JAX
 impedance law evaluated on every one, exactly where the CPU sim's C kernel evaluates it
 (after mj_step1's position and velocity stages, before actuation and integration), and
-scores the result. Environments are batched with `jax.vmap`.
+scores the result with the task's own `score` (sim/tasks/, on jax.numpy). Environments are
+batched with `jax.vmap`.
 
 Resets run on the host through the CPU env's own task code (`make_sim_env`: seeded draws,
 IK, settling), and the resulting state is copied into MJX. So an MJX episode with seed s
@@ -41,7 +42,6 @@ from robot_rl.sim.envs import PHYSICS_DT, impedance_params, make_sim_env  # noqa
 from robot_rl.sim.mjx import frames  # noqa: E402
 from robot_rl.sim.mjx.impedance import Gains, torque  # noqa: E402
 from robot_rl.sim.panda_model import FINGER_MAX, TORQUE_LIMITS  # noqa: E402
-from robot_rl.sim.tasks import TABLE_Z  # noqa: E402
 
 MJX_TASKS = ("PandaReach", "PandaPickCube")
 NA = 7
@@ -141,14 +141,9 @@ class _Core:
         state = jnp.concatenate([pos, frames.canonical_quat(quat), self._twist(d), width[None]])
         if self.task_name == "PandaReach":
             obj = s.goal
-            dist = jnp.linalg.norm(pos - obj)
-            reward, success = 1.0 - jnp.tanh(10.0 * dist), dist < self.task.tolerance
         else:
             obj = d.qpos[self.cube_qadr:self.cube_qadr + 3]
-            lift = obj[2] - (TABLE_Z + self.task.half)
-            reach = 1.0 - jnp.tanh(10.0 * jnp.linalg.norm(pos - obj))
-            reward = 0.3 * reach + 0.7 * jnp.clip(lift / self.task.lift_height, 0.0, 1.0)
-            success = lift >= self.task.lift_height
+        reward, success = self.task.score(pos, obj, xp=jnp)  # the task's own definition
         obs = {"state": state.astype(jnp.float32),
                "env_state": jnp.concatenate([obj, obj - pos]).astype(jnp.float32)}
         return jnp.concatenate([pos, quat]), obs, reward, success

@@ -1,10 +1,10 @@
-"""The scripted experts of sim/experts.py, one per MJX environment, fed from batched
+"""The tasks' scripted experts (sim/tasks/), one per MJX environment, fed from batched
 observations (scripted demos or baselines on N parallel environments)."""
 from __future__ import annotations
 
 import numpy as np
 
-from robot_rl.sim.experts import EXPERTS
+from robot_rl.sim.tasks import EXPERTS
 
 
 class _TaskView:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -98,10 +99,11 @@ class MjxVectorEnv(VectorEnv):
 
 def make_mjx_vector_env(env_id: str, num_envs: int, **env_kwargs) -> MjxVectorEnv:
     """The MJX vector env of a gymnasium id (`robot_rl/PandaReach-v0`, ...) and its kwargs."""
-    from robot_rl.sim.registration import ENV_IDS
-    if env_id not in ENV_IDS:
-        raise ValueError(f"unknown env id {env_id!r}; valid: {sorted(ENV_IDS)}")
-    task, vision, _ = ENV_IDS[env_id]
+    sim_ids = {i: spec for i, spec in gym.registry.items()
+               if spec.entry_point == "robot_rl.sim.envs:make_sim_env"}  # robot_rl/registry.py
+    if env_id not in sim_ids:
+        raise ValueError(f"unknown env id {env_id!r}; valid: {sorted(sim_ids)}")
+    task, vision = sim_ids[env_id].kwargs["task"], sim_ids[env_id].kwargs["vision"]
     if vision or env_kwargs.get("vision") or env_kwargs.get("include_wrench"):
         raise ValueError(f"{env_id} with {env_kwargs}: the MJX backend has state observations "
                          "only (no cameras, no wrench)")

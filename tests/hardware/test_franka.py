@@ -190,14 +190,13 @@ def test_config_runs_unchanged_against_franky_sim(franky_sim):
     scripted reset, then a scripted insertion succeeds; resets are seeded."""
     import gymnasium as gym
 
-    from robot_rl.hardware.franka_env import register_real_envs
+    import robot_rl  # noqa: F401  (registers robot_rl/FrankaPegInsert-v0)
     from robot_rl.train import load_config
     cfg = load_config(str(CONFIG))
     assert cfg.env.kwargs["host"] == "127.0.0.1"
     assert cfg.demos.dataset is None and cfg.demos.scripted_episodes == 0
     if franky_sim.host != "127.0.0.1":   # another franky-sim already owns 127.0.0.1 here
         cfg = load_config(str(CONFIG), [f"env.kwargs.host={franky_sim.host}"])
-    register_real_envs()
     env = gym.make(cfg.env.id, **cfg.env.kwargs)
     try:
         obs, info = env.reset(seed=3)

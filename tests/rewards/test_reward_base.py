@@ -47,7 +47,7 @@ register_reward_model("test_reach_oracle", ReachOracle)
 
 
 def run_expert(env, seed=0, steps=30):
-    from robot_rl.sim.experts import make_expert
+    from robot_rl.sim.tasks import make_expert
     expert = make_expert(env, seed=seed)
     obs, _ = env.reset(seed=seed)
     expert.reset()
@@ -167,7 +167,7 @@ def test_reward_eval_cli_on_recorded_demos(tmp_path):
     state: with the step alignment they agree exactly; misaligned by one frame they do not."""
     from robot_rl.data.episodes import make_frame, open_writer
     from robot_rl.rewards.cli import add_cli
-    from robot_rl.sim.experts import make_expert
+    from robot_rl.sim.tasks import make_expert
     env = gym.make("robot_rl/PandaReach-v0", reward_type="dense")
     expert = make_expert(env, seed=0, noise=0.3)
     with open_writer(tmp_path / "reach", env) as writer:

@@ -72,7 +72,7 @@ def test_classifier_reward_ends_episode_in_a_real_vision_env(trained):
     lifts the cube and the classifier (alone) ends the episode, within a step of the true
     success."""
     from robot_rl.sim.envs import make_sim_env
-    from robot_rl.sim.experts import make_expert
+    from robot_rl.sim.tasks import make_expert
     clf, _ = trained
     base = make_sim_env("PandaPickCube", vision=True, image_size=64)
     env = RewardWrapper(IgnoreEnvTermination(base), ClassifierReward(classifier=clf),

@@ -107,7 +107,7 @@ def test_sim_demos_reward_tracks_progress_on_held_out_episodes(pick_demos, tmp_p
 
 def test_perceptual_reward_in_wrapper_add_mode(pick_demos):
     from robot_rl.sim.envs import make_sim_env
-    from robot_rl.sim.experts import make_expert
+    from robot_rl.sim.tasks import make_expert
     model = PerceptualReward.fit([obs for obs, _ in pick_demos[:4]], PooledPixelFeatures(("wrist",), 4),
                                  n_steps=3, n_features=8)
     env = RewardWrapper(make_sim_env("PandaPickCube", vision=True, image_size=64), model,

@@ -33,7 +33,7 @@ class KeepGoing(gym.Wrapper):
 
 def _rollout(claim: bool, margin: float = 0.02):
     from robot_rl.sim.envs import make_sim_env
-    from robot_rl.sim.experts import make_expert
+    from robot_rl.sim.tasks import make_expert
     base = make_sim_env("PandaPickCube", vision=True, image_size=32)
     env = LabelErrorRecorder(RewardWrapper(KeepGoing(base), Constant(claim)), ("front",), margin)
     expert = make_expert(env, fail_prob=0.0, seed=0)

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import robot_rl  # noqa: E402,F401  (registers robot_rl/*)
 import robot_rl.sim.world as world_mod  # noqa: E402
 from robot_rl.controllers.impedance import ImpedanceParams  # noqa: E402
-from robot_rl.sim.experts import make_expert, rollout  # noqa: E402
+from robot_rl.sim.tasks import make_expert, rollout  # noqa: E402
 from robot_rl.sim.panda_model import HOME_Q, WRIST_CAMERA, build_scene  # noqa: E402
 from robot_rl.sim.world import SimArm, SimWorld  # noqa: E402
 

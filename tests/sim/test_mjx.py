@@ -22,12 +22,13 @@ from robot_rl.sim.mjx.experts import BatchedExpert
 from robot_rl.sim.mjx.vector_env import MjxVectorEnv
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import mujoco  # noqa: E402
 
 from robot_rl.controllers.frames import mat_to_quat, orientation_error, rpy_to_quat  # noqa: E402
 from robot_rl.controllers.impedance import CartesianImpedance, ImpedanceParams  # noqa: E402
 from robot_rl.sim.envs import make_sim_env  # noqa: E402
-from robot_rl.sim.experts import make_expert  # noqa: E402
+from robot_rl.sim.tasks import TASKS, make_expert  # noqa: E402
 from robot_rl.sim.mjx import frames as jframes  # noqa: E402
 from robot_rl.sim.mjx.impedance import Gains, torque  # noqa: E402
 from robot_rl.sim.panda_model import HOME_Q, TORQUE_LIMITS  # noqa: E402
@@ -123,6 +124,29 @@ def test_frames_and_safety_box_equal_numpy():
             got = safe(target, tq, ref_pos, ref_quat)
             np.testing.assert_allclose(got[0], want[0], atol=1e-12)
             np.testing.assert_allclose(got[1], want[1], atol=1e-9)
+
+
+@pytest.mark.parametrize("task", ["PandaReach", "PandaPickCube", "PandaPegInsert"])
+def test_task_score_on_jax_equals_numpy(task):
+    """The MJX env scores with the task's own `score` on jax.numpy: over random TCP (peg tip)
+    and object positions, successes and failures both, it gives what the MuJoCo task gives."""
+    t, rng = TASKS[task](), np.random.default_rng(2)
+    # where success lies, relative to the object
+    aim = ([0, 0, t.hole_depth - t.insert_depth - 0.002] if task == "PandaPegInsert" else 0.0)
+    wins = 0
+    with jax.enable_x64(True):
+        score = jax.jit(lambda tcp, obj: t.score(tcp, obj, xp=jnp))
+        for i in range(300):
+            obj = rng.uniform([0.35, -0.15, 0.0], [0.55, 0.15, 0.1])
+            if task == "PandaPickCube" and i % 2:
+                obj[2] = t.half + rng.uniform(0.0, 2 * t.lift_height)  # lifted or not
+            tcp = obj + aim + rng.normal(scale=[0.001, 0.05][i % 2], size=3)
+            want_reward, want_success = t.score(tcp, obj)
+            got_reward, got_success = score(tcp, obj)
+            np.testing.assert_allclose(float(got_reward), float(want_reward), rtol=1e-12)
+            assert bool(got_success) == bool(want_success)
+            wins += bool(want_success)
+    assert 0 < wins < 300
 
 
 # ---- batched environments (one compiled step, N_ENVS wide) ------------------------------

@@ -7,7 +7,7 @@ import pybullet  # noqa: F401,E402  (a dev dependency: CI installs it, so no ski
 
 from robot_rl.hardware.hal import Arm, Camera, Clock, Gripper  # noqa: E402
 from robot_rl.hardware.robot_env import RobotEnv  # noqa: E402
-from robot_rl.sim.experts import ReachExpert, PickCubeExpert, make_expert, rollout  # noqa: E402
+from robot_rl.sim.tasks import ReachExpert, PickCubeExpert, make_expert, rollout  # noqa: E402
 from robot_rl.sim.panda_model import HOME_Q  # noqa: E402
 from robot_rl.sim.pybullet_backend import (HAND_LINK, TCP_OFFSET, BulletArm,  # noqa: E402
                                            BulletCamera, BulletWorld, make_pybullet_env)

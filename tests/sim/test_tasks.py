@@ -4,20 +4,46 @@ import numpy as np
 import pytest
 
 import robot_rl  # noqa: F401  (registers the ids)
+from robot_rl.registry import ENV_IDS, SIM_ENTRY_POINT
 from robot_rl.sim.envs import make_sim_env
-from robot_rl.sim.experts import make_expert, rollout
-from robot_rl.sim.registration import ENV_IDS
+from robot_rl.sim.tasks import TASKS, make_expert, rollout
+
+SIM_IDS = [i for i, e in ENV_IDS.items() if e.entry_point == SIM_ENTRY_POINT]
 
 
-@pytest.mark.parametrize("env_id", list(ENV_IDS))
+@pytest.mark.parametrize("env_id", SIM_IDS)
 def test_gym_ids_make_reset_step(env_id):
     env = gym.make(env_id)
+    # the time limit is the task's own episode length
+    assert env.spec.max_episode_steps == env.unwrapped.task.max_episode_steps == \
+        TASKS[ENV_IDS[env_id].kwargs["task"]].max_episode_steps
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs)
     obs, r, term, trunc, info = env.step(env.action_space.sample())
     assert env.observation_space.contains(obs)
     assert {"is_success", "intervention"} <= set(info)
     env.close()
+
+
+def test_every_id_is_registered_on_import_robot_rl_alone():
+    """`import robot_rl` registers the whole table (real arms too) without importing any
+    robot's module; each entry point resolves, and the id the hardware modules check for is
+    the one registered."""
+    import subprocess
+    import sys
+    code = ("import sys, robot_rl, gymnasium as gym; from robot_rl.registry import ENV_IDS; "
+            "assert all(gym.spec(i).entry_point == e.entry_point for i, e in ENV_IDS.items()); "
+            "gym.spec('robot_rl/ROS2Arm-v0'); gym.spec('robot_rl/FrankaPegInsert-v0'); "
+            "loaded = [m for m in sys.modules if m.startswith(('robot_rl.hardware.ros2', "
+            "'robot_rl.hardware.franka', 'robot_rl.sim.envs', 'mujoco', 'jax', 'torch'))]; "
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    from gymnasium.envs.registration import load_env_creator
+
+    from robot_rl.hardware import franka_env, ros2
+    for env_id in ENV_IDS:
+        assert callable(load_env_creator(gym.spec(env_id).entry_point))
+    assert {franka_env.ENV_ID, ros2.ENV_ID} <= set(ENV_IDS)
 
 
 def test_safety_box_never_violated_over_10k_random_and_extreme_actions():

@@ -1,0 +1,44 @@
+"""Every gymnasium id robot-rl provides, in one table: the simulated tasks (MuJoCo; the MJX
+backend runs the same ids), the real Franka and any ROS 2 arm. `import robot_rl` registers
+them, so `gym.make("robot_rl/...")` just works.
+
+Entry points are strings, resolved only when an env is made. The only modules imported here
+are the sim task definitions (numpy, no physics engine), for their episode lengths."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from robot_rl.sim.tasks import TASKS
+
+SIM_ENTRY_POINT = "robot_rl.sim.envs:make_sim_env"
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    entry_point: str
+    kwargs: dict = field(default_factory=dict)
+    max_episode_steps: int | None = None  # None: the env ends its own episodes (real tasks)
+
+
+def _sim(task: str, vision: bool = False) -> EnvEntry:
+    return EnvEntry(SIM_ENTRY_POINT, {"task": task, "vision": vision},
+                    TASKS[task].max_episode_steps)
+
+
+ENV_IDS: dict[str, EnvEntry] = {
+    "robot_rl/PandaReach-v0": _sim("PandaReach"),
+    "robot_rl/PandaPickCube-v0": _sim("PandaPickCube"),
+    "robot_rl/PandaPickCubeVision-v0": _sim("PandaPickCube", vision=True),
+    "robot_rl/PandaPegInsert-v0": _sim("PandaPegInsert"),
+    "robot_rl/PandaPegInsertVision-v0": _sim("PandaPegInsert", vision=True),
+    "robot_rl/FrankaPegInsert-v0": EnvEntry("robot_rl.hardware.franka_env:make_franka_env"),
+    "robot_rl/ROS2Arm-v0": EnvEntry("robot_rl.hardware.ros2.hal:make_ros2_env"),
+}
+
+
+def register_envs() -> None:
+    import gymnasium as gym
+    for env_id, e in ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=e.entry_point, kwargs=e.kwargs,
+                         max_episode_steps=e.max_episode_steps)
