@@ -19,7 +19,7 @@ config section.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium as gym
@@ -252,10 +252,13 @@ def make_reward_model(name: str, **kwargs) -> RewardModel:
     return model
 
 
-def wrap_env_with_reward(env: gym.Env, spec: Mapping[str, Any] | None) -> gym.Env:
-    """`env` wrapped by the reward model a config section describes, e.g.
-    `{"name": "classifier", "kwargs": {"path": "clf.pt"}, "mode": "replace",
-    "terminate_on_success": True}`. Returns `env` unchanged for a None/empty spec."""
+def wrap_env_with_reward(env: gym.Env, spec: Any) -> gym.Env:
+    """`env` wrapped by the reward model a config section describes (a run config's
+    `RewardConfig`, or a mapping such as `{"name": "classifier", "kwargs": {"path": "clf.pt"},
+    "mode": "replace", "terminate_on_success": True}`). Returns `env` unchanged for a
+    None/empty spec."""
+    if is_dataclass(spec):
+        spec = asdict(spec)
     if not spec or not spec.get("name"):
         return env
     unknown = set(spec) - {"name", "kwargs", "mode", "terminate_on_success", "scale",

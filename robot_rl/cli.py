@@ -36,7 +36,7 @@ def _cmd_demos(args) -> int:
     from robot_rl.demos import collect_scripted_demos
     env, policy = args.env, args.policy
     if args.config:  # a run config's env section (wrappers, time limit, ...) and demos.policy
-        from robot_rl.train import load_config
+        from robot_rl.run_config import load_config
         cfg = load_config(args.config)
         env, policy = cfg.env, policy or cfg.demos.policy
     if env is None:
@@ -142,7 +142,7 @@ def _cmd_bench(args) -> int:
 # sits below the runtime in the layers (.importlinter), so it is given them rather than
 # importing them. Imported when a command runs: robot_rl.train pulls in torch.
 def _load_config(path, overrides=()):
-    from robot_rl.train import load_config
+    from robot_rl.run_config import load_config
     return load_config(path, overrides)
 
 
@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reward_cli(sub)
     from robot_rl.hardware.ros2 import Runtime, add_cli as add_ros2_cli  # ros2 run / record / ...
     add_ros2_cli(sub, Runtime(_load_config, _make_env, _load_policy))
-    from robot_rl.offline_cli import add_cli as add_offline_cli  # offline (Cal-QL / IQL), bc
+    from robot_rl.offline import add_cli as add_offline_cli  # offline (Cal-QL / IQL), bc
     add_offline_cli(sub)
     return p
 

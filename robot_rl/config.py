@@ -142,6 +142,9 @@ def expand_kind_shorthand(cls, overrides: list[str]) -> list[str]:
         tp = cls
         for part in key.strip().split("."):
             tp = typing.get_type_hints(tp).get(part) if dataclasses.is_dataclass(tp) else None
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+                tp = args[0]  # an optional section (`env.teleop`)
         if sep and _has_kind(tp) and isinstance(yaml.safe_load(raw), str):
             item = f"{key.strip()}.kind={raw}"
         out.append(item)

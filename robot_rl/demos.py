@@ -10,7 +10,7 @@ from robot_rl.envs import EnvSpecError, is_factory, is_ours, load_callable, make
 
 
 def _env_config(env, env_kwargs: dict | None):
-    from robot_rl.train import EnvConfig
+    from robot_rl.run_config import EnvConfig
     return env if isinstance(env, EnvConfig) else EnvConfig(id=env, kwargs=dict(env_kwargs or {}))
 
 

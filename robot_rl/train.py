@@ -4,6 +4,7 @@
 events, evaluation videos and `learning_curve.png`. Resume is exact: replay buffers, networks,
 optimizers, counters and every RNG come back from the last good checkpoint, the env starts a
 fresh episode, and the step counter continues, so each env step is stored exactly once.
+The config schema (`RunConfig`, `load_config`) is in robot_rl/run_config.py.
 """
 from __future__ import annotations
 
@@ -11,105 +12,14 @@ import json
 import time
 import warnings
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
 from robot_rl import config as cfgmod
-from robot_rl.agents.sac import SACConfig
-
-
-@dataclass
-class EnvConfig:
-    """Any gymnasium env (see robot_rl.envs for how it is adapted to the learner)."""
-    id: str = "robot_rl/PandaPickCube-v0"        # or 'module:EnvId' (imports module first)
-    kwargs: dict = field(default_factory=dict)   # passed to gymnasium.make
-    wrappers: list = field(default_factory=list)  # 'module:callable' called with the env, or
-                                                  # {'module:callable': {kwargs}}
-    max_episode_steps: Optional[int] = None      # a TimeLimit (envs without one never end)
-    success_key: Optional[str] = None            # info key of success; None: is_success, success,
-                                                 # else a positive reward on a terminating step
-    fps: Optional[int] = None                    # datasets' fps; None: metadata['render_fps']
-    robot_type: Optional[str] = None             # datasets' robot_type; None: from the env
-    instruction: Optional[str] = None            # datasets' task text; None: the task's or the id
-    teleop: Optional[str] = None                 # spacemouse | keyboard | gamepad: human interventions
-    teleop_kwargs: dict = field(default_factory=dict)
-    record_interventions: Optional[str] = None   # LeRobotDataset dir for every training episode
-    reward: Optional[dict] = None   # reward model: {name, kwargs, mode, terminate_on_success, ...}
-
-
-@dataclass
-class DemoConfig:
-    dataset: Optional[str] = None    # LeRobotDataset path; None: record scripted demos
-    scripted_episodes: int = 20
-    scripted_noise: float = 0.0
-    policy: Optional[str] = None     # 'module:callable' scripted policy for any env: obs -> action
-                                     # in the env's own units, or a factory taking the env
-    key_map: dict = field(default_factory=dict)  # dataset feature -> observation key
-
-
-@dataclass
-class TrainConfig:
-    total_env_steps: int = 10_000
-    warmup_steps: int = 100          # env steps before the first update
-    random_steps: int = 0            # uniform random actions at the start
-    replay_capacity: int = 200_000
-    eval_every: int = 1_000
-    eval_episodes: int = 20
-    eval_seed: int = 1_000_000       # held-out seeds: eval_seed + i
-    checkpoint_every: int = 1_000
-    video: bool = True               # mp4 of the first episode of every evaluation
-    stop_at_success: Optional[float] = None  # end early once eval success >= this
-    normalize_obs: bool = True       # freeze input normalization from demos + warm-up data
-    torch_threads: int = 2
-
-
-@dataclass
-class RuntimeConfig:
-    """Where the run executes. `local`: this process steps the env and learns (the default).
-    `ray`: `actors` env processes and one learner as Ray actors (robot_rl.distributed);
-    `runtime=ray` on the command line is short for `runtime.kind=ray`."""
-    kind: str = "local"                  # local | ray
-    address: Optional[str] = None        # existing Ray cluster ("auto", "HOST:PORT"); None: start one
-    num_cpus: Optional[int] = None       # CPUs of a locally started Ray; None: this machine's
-    actors: int = 2                      # env actor processes
-    weight_sync_every: int = 50          # learner updates between policy broadcasts to the actors
-    transitions_per_message: int = 64    # env steps per batch an actor sends: fewer, larger
-                                         # messages leave the cores to the envs (bench
-                                         # distributed, 2 actors, quiet: 1425 steps/s at 16,
-                                         # 1550-1575 at 64)
-    max_inflight: int = 2                # requested, unreceived batches per actor (backpressure)
-    actor_timeout_s: float = 300.0       # a batch later than this: the actor is killed and replaced
-    max_actor_restarts: int = 100        # replacements of dead actors before the run fails
-    max_learner_restarts: int = 3        # learner process restarts (each resumes its checkpoint)
-    actor_cpus: float = 1.0              # Ray CPUs reserved per env actor
-    learner_cpus: float = 0.0            # Ray CPUs reserved for the learner (it always runs on
-                                         # the driver's node, where the run directory is)
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("local", "ray"):
-            raise ValueError(f"runtime.kind must be 'local' or 'ray', got {self.kind!r}")
-        for name in ("actors", "weight_sync_every", "transitions_per_message", "max_inflight"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"runtime.{name} must be >= 1, got {getattr(self, name)}")
-
-
-@dataclass
-class RunConfig:
-    name: str = "run"
-    seed: int = 0
-    runs_dir: str = "runs"
-    env: EnvConfig = field(default_factory=EnvConfig)
-    agent: SACConfig = field(default_factory=SACConfig)
-    demos: DemoConfig = field(default_factory=DemoConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-
-
-def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
-    return cfgmod.load(RunConfig, path, overrides)
+from robot_rl.run_config import RunConfig, load_config
 
 
 def make_env(cfg: RunConfig, teleop: bool = True, reward_model: bool = True):
@@ -124,11 +34,11 @@ def make_env(cfg: RunConfig, teleop: bool = True, reward_model: bool = True):
     if teleop and cfg.env.teleop:
         from robot_rl.hardware.intervention import InterventionWrapper
         from robot_rl.hardware.teleop import make_teleop
-        device = make_teleop(cfg.env.teleop, **cfg.env.teleop_kwargs)
+        device = make_teleop(cfg.env.teleop.kind, **cfg.env.teleop.kwargs)
         recorder = None
-        if cfg.env.record_interventions:
+        if cfg.env.teleop.record_interventions:
             from robot_rl.collect import EpisodeRecorder
-            recorder = EpisodeRecorder(cfg.env.record_interventions, env, env_id=cfg.env.id,
+            recorder = EpisodeRecorder(cfg.env.teleop.record_interventions, env, env_id=cfg.env.id,
                                        fps=cfg.env.fps, robot_type=cfg.env.robot_type,
                                        task=cfg.env.instruction)
         env = InterventionWrapper(env, device, recorder=recorder)
@@ -207,7 +117,7 @@ class Trainer:
         import torch._dynamo  # noqa: F401
 
         from robot_rl.agents.sac import SACAgent
-        from robot_rl.data.replay import DEFAULT_EXTRA_SPEC, MixedSampler, ReplayBuffer
+        from robot_rl.data.buffer import DEFAULT_EXTRA_SPEC, MixedSampler, ReplayBuffer
         from robot_rl.metrics import MetricsLogger
         self.cfg = cfg
         self.run_dir = check_run_dir(Path(run_dir or Path(cfg.runs_dir) / cfg.name), resume)
@@ -477,15 +387,21 @@ class Trainer:
                 "interv": f"{np.mean([i for _, i in rs]):.2f}" if rs else "-"}
 
     def evaluate_and_checkpoint(self) -> bool:
-        """Evaluate and save when their step comes; True when the run should stop."""
+        """When their step comes, `evaluate` the policy on the evaluation env (logged, with a
+        video) and save a checkpoint. True when the run should stop (`train.stop_at_success`)."""
         c = self.cfg.train
         stop = False
         if self.step % c.eval_every == 0 or self.step == c.total_env_steps:
+            video = (self.run_dir / "videos" / f"eval_step_{self.step:09d}.mp4") if self.video else None
             try:
-                stop = self._evaluate()
+                res = evaluate(self.agent, self.eval_env, c.eval_episodes, c.eval_seed, video)
             except BaseException:  # a failing evaluation must not lose the training so far
                 self.save()
                 raise
+            self.last_eval = res["success_rate"]
+            self.metrics.log("eval", self.step, wall_clock_s=self.elapsed, **res)
+            self.metrics.plot_curve()
+            stop = c.stop_at_success is not None and res["success_rate"] >= c.stop_at_success
         if self.step % c.checkpoint_every == 0 or self.step == c.total_env_steps or stop:
             self.save()
         return stop
@@ -499,15 +415,6 @@ class Trainer:
         parts = [b.get(b.valid_ids())["obs"] for b in (self.demo, self.online) if len(b)]
         self.agent.set_obs_normalization({k: np.concatenate([p[k] for p in parts]) for k in keys})
         self.normalized = True
-
-    def _evaluate(self) -> bool:
-        c = self.cfg.train
-        video = (self.run_dir / "videos" / f"eval_step_{self.step:09d}.mp4") if self.video else None
-        res = evaluate(self.agent, self.eval_env, c.eval_episodes, c.eval_seed, video)
-        self.last_eval = res["success_rate"]
-        self.metrics.log("eval", self.step, wall_clock_s=self.elapsed, **res)
-        self.metrics.plot_curve()
-        return c.stop_at_success is not None and res["success_rate"] >= c.stop_at_success
 
 
 def train(cfg: RunConfig, progress: bool = True) -> dict:

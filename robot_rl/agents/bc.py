@@ -16,38 +16,20 @@ adapters in ``robot_rl.policies`` wrap either.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from robot_rl.data.replay import normalize_obs_spec
+from robot_rl.data.buffer import normalize_obs_spec
 from robot_rl.networks import MLP, ObservationEncoder
+from robot_rl.run_config import BCConfig  # the `agent` section of a `robot-rl bc` config
 
 __all__ = ["BCConfig", "GaussianPolicyNet", "gaussian_log_prob", "BCAgent", "obs_to_tensors"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-@dataclass
-class BCConfig:
-    hidden_dims: Tuple[int, ...] = (256, 256)
-    activation: str = "relu"
-    layer_norm: bool = True
-    lr: float = 3e-4
-    batch_size: int = 256
-    steps: int = 5000
-    log_std_min: float = -5.0
-    log_std_max: float = 1.0
-
-    def __post_init__(self) -> None:
-        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
-        if self.steps < 0 or self.batch_size < 1:
-            raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {self.steps}, {self.batch_size}")
-        if not self.log_std_min < self.log_std_max:
-            raise ValueError("log_std_min must be < log_std_max")
 
 
 def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

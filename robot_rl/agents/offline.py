@@ -51,6 +51,7 @@ from robot_rl.agents.bc import BCConfig, GaussianPolicyNet, gaussian_log_prob, o
     set_encoder_normalization, vector_obs_spec
 from robot_rl.agents.sac import compute_target_q, temperature_loss
 from robot_rl.networks import MLP, CriticEnsemble, ObservationEncoder, TanhGaussianActor
+from robot_rl.run_config import OfflineConfig  # the `agent` section of a `robot-rl offline` config
 
 __all__ = [
     "TASK_KEY",
@@ -286,54 +287,6 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------- learners
-@dataclass
-class OfflineConfig:
-    algo: str = "calql"                      # calql | cql | iql
-    hidden_dims: Tuple[int, ...] = (256, 256)
-    actor_hidden_dims: Tuple[int, ...] = (256, 256)
-    activation: str = "relu"
-    num_critics: int = 2
-    gamma: float = 0.98                      # V-GPS's Cal-QL value
-    tau: float = 0.005                       # target-network Polyak rate
-    batch_size: int = 256
-    steps: int = 10_000
-    # Rewards seen by the learner: reward_scale * r + reward_bias. Defaults: Cal-QL's setting for
-    # sparse 0/1 success rewards (ours). Measured on PandaPickCube mixed demos: with raw 0/1
-    # rewards and cql_alpha 5, the CQL push-up of dataset actions (alpha / 2 per step) swamped
-    # the value differences (Q ~ 4 where returns are <= 1) and V-GPS fell to 5% success.
-    # reward_min: a lower bound of the raw rewards, the reward assumed after a time limit when
-    # bounding a truncated episode's return (0 for our sparse and dense tasks).
-    reward_scale: float = 10.0
-    reward_bias: float = -5.0
-    reward_min: float = 0.0
-    critic_lr: float = 3e-4
-    actor_lr: float = 1e-4
-    temp_lr: float = 3e-4
-    # --- Cal-QL / CQL
-    init_temperature: float = 0.1
-    target_entropy: Optional[float] = None   # None -> -A
-    cql_alpha: float = 5.0                   # V-GPS's value
-    cql_n_actions: int = 10
-    cql_temperature: float = 1.0
-    cql_importance_sample: bool = True
-    # --- IQL
-    expectile: float = 0.7
-    awr_temperature: float = 3.0             # beta in exp(beta * advantage)
-    awr_max_weight: float = 100.0
-
-    def __post_init__(self) -> None:
-        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
-        self.actor_hidden_dims = tuple(int(h) for h in self.actor_hidden_dims)
-        if self.algo not in ("calql", "cql", "iql"):
-            raise ValueError(f"algo must be calql, cql or iql, got {self.algo!r}")
-        if not 0.0 < self.expectile < 1.0:
-            raise ValueError(f"expectile must be in (0, 1), got {self.expectile}")
-        if not 0.0 <= self.gamma < 1.0:
-            raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
-        if self.num_critics < 1 or self.cql_n_actions < 1:
-            raise ValueError("num_critics and cql_n_actions must be >= 1")
-
-
 class OfflineQLearner:
     """Shared parts: observation encoder (frozen per-key normalization), critic ensemble with a
     Polyak target, batch preparation, the training loop, candidate scoring and persistence."""

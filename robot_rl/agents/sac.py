@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from dataclasses import asdict
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from robot_rl.data.replay import normalize_obs_spec
+from robot_rl.data.buffer import normalize_obs_spec
 from robot_rl.networks import (
     MLP,
     CriticEnsemble,
@@ -39,6 +39,7 @@ from robot_rl.networks import (
     is_image_spec,
     random_shift,
 )
+from robot_rl.run_config import SACConfig  # the `agent` section of a run config
 
 __all__ = [
     "SACConfig",
@@ -57,74 +58,6 @@ __all__ = [
 
 # Discrete gripper commands.  Index i <-> continuous env value (i - 1).
 GRASP_CLOSE, GRASP_STAY, GRASP_OPEN = 0, 1, 2
-
-
-@dataclass
-class SACConfig:
-    # --- networks
-    hidden_dims: Tuple[int, ...] = (256, 256)
-    actor_hidden_dims: Optional[Tuple[int, ...]] = None  # None -> hidden_dims
-    activation: str = "relu"
-    critic_layer_norm: bool = True
-    actor_layer_norm: bool = True
-    # 2 critics x UTD 4 beat 10 x UTD 8 on PandaReach here: 25% vs 5% eval success at 500
-    # steps and ~5x the env steps/s (RLPD's 10 stays available: num_critics=10).
-    num_critics: int = 2
-    critic_subsample: Optional[int] = 2  # M target critics for the min; None -> all N
-    log_std_min: float = -5.0
-    log_std_max: float = 2.0
-    # --- image encoder
-    image_encoder: str = "conv"  # "conv" | "pretrained" | "none"
-    image_feature_dim: int = 64
-    conv_filters: Tuple[int, ...] = (32, 32, 32, 32)
-    conv_strides: Tuple[int, ...] = (2, 2, 2, 1)
-    conv_pooling: str = "flatten"  # "flatten" | "spatial_softmax" | "avg"
-    pretrained_name: str = "resnet18"
-    pretrained_weights: Optional[str] = None  # torchvision weights id ("DEFAULT") or local state_dict path; None = random
-    use_target_encoder: bool = False  # False: next_obs encoded by the online encoder w/o grad (DrQ-v2)
-    drq_pad: int = 4  # random-shift pad in pixels; 0 disables augmentation
-    # --- optimisation
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    temp_lr: float = 3e-4
-    gamma: float = 0.97
-    tau: float = 0.005
-    init_temperature: float = 0.01  # SERL's value; 0.1 swamps a 0/1 sparse reward
-    target_entropy: Optional[float] = None  # None -> -A_cont / 2
-    backup_entropy: bool = False
-    grad_clip_norm: Optional[float] = None
-    # --- schedule / data (used by the training loop; actor_update_every by the agent)
-    utd_ratio: int = 4  # critic updates per env step
-    actor_update_every: Optional[int] = None  # critic steps per actor step; None -> utd_ratio
-    batch_size: int = 256
-    demo_ratio: float = 0.5
-    # --- performance
-    compile: bool = False  # each update as one torch.compile graph (compiled_update.py); ~46 s to compile cold
-    compile_mode: Optional[str] = None
-    fused_adam: bool = True
-    # --- HIL-SERL discrete gripper
-    grasp_critic: bool = False
-    grasp_hidden_dims: Optional[Tuple[int, ...]] = None  # None -> hidden_dims
-    grasp_penalty: float = -0.02  # added to the grasp reward for each non-"stay" command
-    grasp_epsilon: float = 0.0  # epsilon-greedy exploration of the gripper in act(deterministic=False)
-
-    def __post_init__(self) -> None:
-        for f in ("hidden_dims", "actor_hidden_dims", "conv_filters", "conv_strides", "grasp_hidden_dims"):
-            v = getattr(self, f)
-            if v is not None:
-                setattr(self, f, tuple(int(x) for x in v))
-        if self.critic_subsample is not None and not 1 <= self.critic_subsample <= self.num_critics:
-            raise ValueError("critic_subsample must be in [1, num_critics]")
-        if self.image_encoder not in ("conv", "pretrained", "none"):
-            raise ValueError(f"unknown image_encoder {self.image_encoder!r}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SACConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown SACConfig fields: {sorted(unknown)}")
-        return cls(**dict(d))
 
 
 # ---------------------------------------------------------------------------

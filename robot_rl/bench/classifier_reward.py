@@ -149,7 +149,7 @@ def run_seed(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 
             *overrides, *([] if final else [f"train.total_env_steps={mining_steps}",
                                             f"train.eval_every={mining_steps}",
                                             "train.eval_episodes=20"])])
-        run_cfg.env.reward["kwargs"] = {"path": str(clf_path)}
+        run_cfg.env.reward.kwargs = {"path": str(clf_path)}
         trainer = train.Trainer(run_cfg)
         trainer.env = recorder = LabelErrorRecorder(trainer.env, cams, clear_margin)
 
@@ -167,7 +167,7 @@ def run_seed(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 
                                                 hard_weight, init=clf if warm_start else None,
                                                 steps=refresh_steps if warm_start else 400)
             changed = t.set_reward_model(ClassifierReward(path=str(path)))
-            t.cfg.env.reward["kwargs"] = {"path": str(path)}  # `train --resume` uses the latest
+            t.cfg.env.reward.kwargs = {"path": str(path)}  # `train --resume` uses the latest
             cfgmod.save(t.cfg, t.run_dir / "config.yaml")
             refreshes.append({"step": t.step, "new_frames": int(len(new["label"])),
                               "new_positives": int(new["label"].sum()),

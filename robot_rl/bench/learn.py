@@ -55,7 +55,7 @@ def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = (
 
     import robot_rl  # noqa: F401
     from robot_rl.agents.sac import SACAgent
-    from robot_rl.data.replay import ReplayBuffer
+    from robot_rl.data.buffer import ReplayBuffer
     from robot_rl.train import load_config
     torch.set_num_threads(threads)
     cfg = load_config(str(CONFIG_DIR / "pick_cube.yaml"), list(overrides))
@@ -91,7 +91,7 @@ def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = (
 
 
 def replay_ratio() -> float:
-    from robot_rl.data.replay import ReplayBuffer
+    from robot_rl.data.buffer import ReplayBuffer
     spec = {"state": ((14,), np.float32), "front": ((128, 128, 3), np.uint8),
             "wrist": ((128, 128, 3), np.uint8)}
     buf = ReplayBuffer(2000, spec, 4)

@@ -1,7 +1,7 @@
 import pytest
 
 from robot_rl.config import ConfigError
-from robot_rl.train import RunConfig, load_config
+from robot_rl.run_config import RunConfig, load_config
 
 
 def test_shipped_configs_load():
@@ -9,7 +9,7 @@ def test_shipped_configs_load():
     from pathlib import Path
 
     from robot_rl import config as cfgmod
-    from robot_rl.offline_train import BCRunConfig, OfflineRunConfig
+    from robot_rl.offline import BCRunConfig, OfflineRunConfig
     schemas = {"offline_": OfflineRunConfig, "bc_": BCRunConfig}  # robot-rl offline / bc
     configs = sorted(Path(__file__).parents[2].joinpath("config").glob("*.yaml"))
     assert configs

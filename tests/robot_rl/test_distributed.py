@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from robot_rl.train import RuntimeConfig, load_config, resume, train
+from robot_rl.run_config import RuntimeConfig, load_config
+from robot_rl.train import resume, train
 
 TINY = ["agent.hidden_dims=[32, 32]", "agent.batch_size=32", "agent.utd_ratio=1",
         "demos.scripted_episodes=2", "train.warmup_steps=20", "train.eval_every=100000",

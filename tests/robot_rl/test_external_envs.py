@@ -15,7 +15,8 @@ import yaml
 from robot_rl.data.lerobot import LeRobotDataset
 from robot_rl.demos import collect_scripted_demos
 from robot_rl.envs import EnvSpecError, LearnerEnv, check_env, make_gym_env
-from robot_rl.train import EnvConfig, Trainer, evaluate, load_config
+from robot_rl.run_config import EnvConfig, load_config
+from robot_rl.train import Trainer, evaluate
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]

@@ -335,7 +335,7 @@ def test_shipped_configs_load():
     from pathlib import Path
 
     from robot_rl import config as cfgmod
-    from robot_rl.offline_train import BCRunConfig, OfflineRunConfig
+    from robot_rl.offline import BCRunConfig, OfflineRunConfig
     root = Path(__file__).resolve().parents[2] / "config"
     q = cfgmod.load(OfflineRunConfig, root / "offline_pick_cube.yaml")
     assert q.agent.algo == "calql" and q.agent.reward_scale == 10.0 and q.data.dataset

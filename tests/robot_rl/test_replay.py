@@ -1,10 +1,10 @@
-"""Tests for robot_rl.data.replay (real numpy storage, no mocks)."""
+"""Tests for robot_rl.data.buffer (real numpy storage, no mocks)."""
 
 import numpy as np
 import pytest
 import torch
 
-from robot_rl.data.replay import MixedSampler, ReplayBuffer, normalize_obs_spec
+from robot_rl.data.buffer import MixedSampler, ReplayBuffer, normalize_obs_spec
 
 IMG = (128, 128, 3)
 

@@ -21,7 +21,7 @@ from robot_rl.agents.sac import (
     subsample_indices,
     temperature_loss,
 )
-from robot_rl.data.replay import ReplayBuffer
+from robot_rl.data.buffer import ReplayBuffer
 from robot_rl.networks import (
     ConvEncoder,
     CriticEnsemble,

@@ -1,47 +1,20 @@
-"""Offline training runs on a LeRobotDataset: a critic (Cal-QL / CQL / IQL) or a BC policy.
+"""Offline training on a LeRobotDataset: `robot-rl offline CONFIG.yaml [key=value ...]` trains a
+critic (Cal-QL / CQL / IQL), `robot-rl bc CONFIG.yaml [key=value ...]` a behaviour-cloning policy.
 
-Each writes `runs/<name>/`: `config.yaml` (resolved), `critic.pt` / `policy.pt`,
-`metrics.jsonl` (+ TensorBoard) and returns a summary dict. Configs are typed
-(`OfflineRunConfig`, `BCRunConfig`): a wrong key is an error naming it. The commands are
-`robot-rl offline` and `robot-rl bc` (`robot_rl/offline_cli.py`).
+This module is the runtime of both: their run configs, the two training runs and the command
+lines. The algorithms are in robot_rl/agents/offline.py and robot_rl/agents/bc.py. Each run
+writes `runs/<name>/`: `config.yaml` (resolved), `critic.pt` / `policy.pt`, `metrics.jsonl`
+(+ TensorBoard) and returns a summary dict, which the command prints as one JSON line. Configs
+are typed (`OfflineRunConfig`, `BCRunConfig`): a wrong key is an error naming it.
 """
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
 
 from robot_rl import config as cfgmod
-from robot_rl.agents.bc import BCConfig
-from robot_rl.agents.offline import OfflineConfig
-
-
-@dataclass
-class OfflineDataConfig:
-    dataset: str = ""                       # LeRobotDataset directory (required)
-    obs_keys: Optional[List[str]] = None    # default: every vector observation
-    task_embedding: Optional[str] = None    # onehot | minilm | sentence-transformers:<model>
-
-
-@dataclass
-class OfflineRunConfig:
-    name: str = "offline"
-    seed: int = 0
-    runs_dir: str = "runs"
-    torch_threads: int = 1
-    data: OfflineDataConfig = field(default_factory=OfflineDataConfig)
-    agent: OfflineConfig = field(default_factory=OfflineConfig)
-
-
-@dataclass
-class BCRunConfig:
-    name: str = "bc"
-    seed: int = 0
-    runs_dir: str = "runs"
-    torch_threads: int = 1
-    data: OfflineDataConfig = field(default_factory=OfflineDataConfig)
-    agent: BCConfig = field(default_factory=BCConfig)
+from robot_rl.run_config import BCRunConfig, OfflineRunConfig
 
 
 def _prepare(cfg, gamma: float, artifact: str, progress: bool):
@@ -85,3 +58,29 @@ def run_bc(cfg: BCRunConfig, progress: bool = True) -> dict:
     return {"run_dir": str(run_dir), "transitions": len(data), "episodes": data.num_episodes,
             "wall_clock_s": time.perf_counter() - t0, **metrics}
 
+
+# ---- command line ------------------------------------------------------------------------
+def _cmd_offline(args) -> int:
+    cfg = cfgmod.load(OfflineRunConfig, args.config, args.overrides)
+    print(json.dumps(run_offline(cfg, progress=not args.no_progress)))
+    return 0
+
+
+def _cmd_bc(args) -> int:
+    cfg = cfgmod.load(BCRunConfig, args.config, args.overrides)
+    print(json.dumps(run_bc(cfg, progress=not args.no_progress)))
+    return 0
+
+
+def add_cli(sub) -> None:
+    """Register `offline` and `bc` on the `robot-rl` subparsers."""
+    o = sub.add_parser("offline", help="train an offline critic (Cal-QL / CQL / IQL) on a LeRobotDataset")
+    o.add_argument("config", help="YAML config, e.g. config/offline_pick_cube.yaml")
+    o.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. agent.steps=2000")
+    o.add_argument("--no-progress", action="store_true")
+    o.set_defaults(func=_cmd_offline)
+    b = sub.add_parser("bc", help="behaviour cloning on a LeRobotDataset")
+    b.add_argument("config", help="YAML config, e.g. config/bc_pick_cube.yaml")
+    b.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. agent.steps=2000")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=_cmd_bc)

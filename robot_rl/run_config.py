@@ -1,0 +1,321 @@
+"""The run config schema: every key a `config/*.yaml` of `robot-rl train` may set.
+
+`RunConfig` is the whole file; each section is a dataclass below, and `SACConfig` is its
+`agent` section. `load_config` reads a YAML plus `key.sub=value` overrides through the loader
+in `robot_rl.config`, so a wrong key is an error naming it and the valid ones. Every field
+carries its one-line description in `metadata["help"]` (see `setting`), from which the
+configuration reference in the docs is generated.
+
+Only the standard library and `robot_rl.config` are imported: reading a config never pulls in
+torch or an env.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any, List, Mapping, Optional, Tuple
+
+from robot_rl import config as cfgmod
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", factory: Any = dataclasses.MISSING):
+    """A config field with its one-line description (`metadata["help"]`); `factory` for a
+    mutable default such as `dict`."""
+    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help})
+
+
+# ---------------------------------------------------------------------------- agent
+@dataclass
+class SACConfig:
+    """`agent`: the SAC/RLPD learner (robot_rl/agents/sac.py)."""
+    # --- networks
+    hidden_dims: Tuple[int, ...] = setting((256, 256), "hidden layer sizes of the critics (and of the actor)")
+    actor_hidden_dims: Optional[Tuple[int, ...]] = setting(None, "actor hidden layers; None: hidden_dims")
+    activation: str = setting("relu", "activation of every MLP")
+    critic_layer_norm: bool = setting(True, "LayerNorm in the critics (RLPD)")
+    actor_layer_norm: bool = setting(True, "LayerNorm in the actor")
+    num_critics: int = setting(2, "critic ensemble size (RLPD uses 10; 2 learns faster per second here)")
+    critic_subsample: Optional[int] = setting(2, "target critics drawn for the min of the TD target; None: all")
+    log_std_min: float = setting(-5.0, "lower bound of the actor's log std")
+    log_std_max: float = setting(2.0, "upper bound of the actor's log std")
+    # --- image encoder
+    image_encoder: str = setting("conv", "conv | pretrained | none (images ignored)")
+    image_feature_dim: int = setting(64, "features per image after the encoder head")
+    conv_filters: Tuple[int, ...] = setting((32, 32, 32, 32), "conv encoder: channels per layer")
+    conv_strides: Tuple[int, ...] = setting((2, 2, 2, 1), "conv encoder: stride per layer")
+    conv_pooling: str = setting("flatten", "conv encoder output: flatten | spatial_softmax | avg")
+    pretrained_name: str = setting("resnet18", "frozen torchvision trunk of image_encoder: pretrained")
+    pretrained_weights: Optional[str] = setting(
+        None, "torchvision weights id (DEFAULT) or a local state_dict path; None: random")
+    use_target_encoder: bool = setting(
+        False, "encode next observations with a Polyak target encoder; False: the online one, no grad (DrQ-v2)")
+    drq_pad: int = setting(4, "DrQ random-shift padding in pixels; 0: no augmentation")
+    # --- optimisation
+    actor_lr: float = setting(3e-4, "actor Adam learning rate")
+    critic_lr: float = setting(3e-4, "critic (and encoder) Adam learning rate")
+    temp_lr: float = setting(3e-4, "temperature Adam learning rate")
+    gamma: float = setting(0.97, "discount")
+    tau: float = setting(0.005, "Polyak rate of the target critics")
+    init_temperature: float = setting(0.01, "initial alpha (SERL's; a larger one swamps a 0/1 sparse reward)")
+    target_entropy: Optional[float] = setting(None, "None: -(continuous action dims) / 2")
+    backup_entropy: bool = setting(False, "subtract alpha * log-prob in the TD target")
+    grad_clip_norm: Optional[float] = setting(None, "clip each network's gradient to this norm; None: off")
+    # --- schedule / data (used by the training loop; actor_update_every by the agent)
+    utd_ratio: int = setting(4, "critic updates per env step")
+    actor_update_every: Optional[int] = setting(None, "critic steps per actor step; None: utd_ratio")
+    batch_size: int = setting(256, "transitions per update")
+    demo_ratio: float = setting(0.5, "fraction of each batch drawn from the demo buffer (RLPD)")
+    # --- performance
+    compile: bool = setting(False, "each update as one torch.compile graph (robot_rl/agents/compiled_update.py)")
+    compile_mode: Optional[str] = setting(None, "torch.compile mode; None: its default")
+    fused_adam: bool = setting(True, "fused torch Adam kernels on CPU/CUDA")
+    # --- HIL-SERL discrete gripper
+    grasp_critic: bool = setting(False, "the last action dim is a gripper command learned by a DQN head (HIL-SERL)")
+    grasp_hidden_dims: Optional[Tuple[int, ...]] = setting(None, "grasp critic hidden layers; None: hidden_dims")
+    grasp_penalty: float = setting(-0.02, "added to the grasp reward for each open/close command")
+    grasp_epsilon: float = setting(0.0, "epsilon-greedy gripper exploration while training")
+
+    def __post_init__(self) -> None:
+        for f in ("hidden_dims", "actor_hidden_dims", "conv_filters", "conv_strides", "grasp_hidden_dims"):
+            v = getattr(self, f)
+            if v is not None:
+                setattr(self, f, tuple(int(x) for x in v))
+        if self.critic_subsample is not None and not 1 <= self.critic_subsample <= self.num_critics:
+            raise ValueError("critic_subsample must be in [1, num_critics]")
+        if self.image_encoder not in ("conv", "pretrained", "none"):
+            raise ValueError(f"unknown image_encoder {self.image_encoder!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SACConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown SACConfig fields: {sorted(unknown)}")
+        return cls(**dict(d))
+
+
+# ---------------------------------------------------------------------------- env
+@dataclass
+class RewardConfig:
+    """`env.reward`: a learned reward model in place of (or added to) the env's reward
+    (rewards/base.py: `make_reward_model`, `RewardWrapper`)."""
+    name: str = setting("", "clip | classifier | perceptual | vlm_success | a registered name")
+    kwargs: dict = setting(help="the model's own settings (e.g. classifier: {path: clf.pt}); "
+                                "each model checks its own", factory=dict)
+    mode: str = setting("replace", "replace: the model's reward only; add: env reward + model reward")
+    terminate_on_success: bool = setting(False, "end the episode when the model says success")
+    scale: float = setting(1.0, "multiplies the model's reward")
+    success_to_info: bool = setting(False, "report the model's success as info['is_success']")
+    on_invalid: str = setting("raise", "a non-finite model reward: raise, or env (fall back to the env's reward)")
+    model_ends_episodes: bool = setting(
+        False, "the model's success alone ends episodes (the env's own termination is ignored)")
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("env.reward.name is required (e.g. classifier)")
+
+
+@dataclass
+class TeleopConfig:
+    """`env.teleop`: a human can take over during training (HIL-SERL interventions).
+    `env.teleop: spacemouse` is short for `env.teleop.kind: spacemouse`."""
+    kind: str = setting("", "spacemouse | keyboard | gamepad, or several joined with +")
+    kwargs: dict = setting(help="the device's settings (hardware/teleop: make_teleop); with several "
+                                "devices one mapping per device name", factory=dict)
+    record_interventions: Optional[str] = setting(
+        None, "LeRobotDataset directory that records every training episode")
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            raise ValueError("env.teleop.kind is required (spacemouse, keyboard or gamepad)")
+
+
+@dataclass
+class EnvConfig:
+    """`env`: any gymnasium env (robot_rl/envs.py adapts it to the learner)."""
+    id: str = setting("robot_rl/PandaPickCube-v0", "gymnasium id, or 'module:EnvId' (imports module first)")
+    kwargs: dict = setting(help="passed to gymnasium.make as is: any env's own keyword arguments, "
+                                "so not checked here", factory=dict)
+    wrappers: list = setting(help="'module:callable' called with the env, or {'module:callable': {kwargs}}",
+                             factory=list)
+    max_episode_steps: Optional[int] = setting(None, "adds a TimeLimit (an env without one never ends)")
+    success_key: Optional[str] = setting(
+        None, "info key of success; None: is_success, success, else a positive reward on a terminating step")
+    fps: Optional[int] = setting(None, "datasets' fps; None: metadata['render_fps']")
+    robot_type: Optional[str] = setting(None, "datasets' robot_type; None: from the env")
+    instruction: Optional[str] = setting(None, "datasets' task text; None: the task's, else the id")
+    teleop: Optional[TeleopConfig] = setting(None, "human interventions; None: none")
+    reward: Optional[RewardConfig] = setting(None, "learned reward model; None: the env's reward")
+
+
+# ---------------------------------------------------------------------------- run
+@dataclass
+class DemoConfig:
+    """`demos`: the demonstrations that fill the demo buffer (RLPD)."""
+    dataset: Optional[str] = setting(None, "LeRobotDataset path; None: record scripted demos")
+    scripted_episodes: int = setting(20, "successful scripted episodes to record (0: no demos)")
+    scripted_noise: float = setting(0.0, "action noise of the scripted expert")
+    policy: Optional[str] = setting(
+        None, "'module:callable' scripted policy for any env (obs -> action in the env's units, "
+              "or a factory taking the env); None: our sim task's expert")
+    key_map: dict = setting(help="dataset feature -> observation key", factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """`train`: the training loop."""
+    total_env_steps: int = setting(10_000, "env steps of the run")
+    warmup_steps: int = setting(100, "env steps before the first update")
+    random_steps: int = setting(0, "uniform random actions at the start")
+    replay_capacity: int = setting(200_000, "transitions per replay buffer (online and demo)")
+    eval_every: int = setting(1_000, "env steps between evaluations")
+    eval_episodes: int = setting(20, "episodes per evaluation")
+    eval_seed: int = setting(1_000_000, "held-out evaluation seeds: eval_seed + i")
+    checkpoint_every: int = setting(1_000, "env steps between checkpoints")
+    video: bool = setting(True, "mp4 of the first episode of every evaluation")
+    stop_at_success: Optional[float] = setting(None, "end early once evaluation success >= this")
+    normalize_obs: bool = setting(True, "freeze input normalization from demos + warm-up data")
+    torch_threads: int = setting(2, "torch CPU threads")
+
+
+@dataclass
+class RuntimeConfig:
+    """`runtime`: where the run executes. `local`: this process steps the env and learns.
+    `ray`: `actors` env processes and one learner as Ray actors (robot_rl/distributed);
+    `runtime=ray` on the command line is short for `runtime.kind=ray`."""
+    kind: str = setting("local", "local | ray")
+    address: Optional[str] = setting(None, "existing Ray cluster (auto, HOST:PORT); None: start one")
+    num_cpus: Optional[int] = setting(None, "CPUs of a locally started Ray; None: this machine's")
+    actors: int = setting(2, "env actor processes")
+    weight_sync_every: int = setting(50, "learner updates between policy broadcasts to the actors")
+    transitions_per_message: int = setting(
+        64, "env steps per batch an actor sends (fewer, larger messages leave the cores to the envs)")
+    max_inflight: int = setting(2, "requested, unreceived batches per actor (backpressure)")
+    actor_timeout_s: float = setting(300.0, "a batch later than this: the actor is killed and replaced")
+    max_actor_restarts: int = setting(100, "replacements of dead actors before the run fails")
+    max_learner_restarts: int = setting(3, "learner process restarts (each resumes its checkpoint)")
+    actor_cpus: float = setting(1.0, "Ray CPUs reserved per env actor")
+    learner_cpus: float = setting(
+        0.0, "Ray CPUs reserved for the learner (it runs on the driver's node, where the run directory is)")
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("local", "ray"):
+            raise ValueError(f"runtime.kind must be 'local' or 'ray', got {self.kind!r}")
+        for name in ("actors", "weight_sync_every", "transitions_per_message", "max_inflight"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"runtime.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class RunConfig:
+    """A `robot-rl train` config file."""
+    name: str = setting("run", "run directory name under runs_dir")
+    seed: int = setting(0, "seeds networks, episodes and demos")
+    runs_dir: str = setting("runs", "where run directories go")
+    env: EnvConfig = setting(help="the env", factory=EnvConfig)
+    agent: SACConfig = setting(help="the SAC/RLPD learner", factory=SACConfig)
+    demos: DemoConfig = setting(help="demonstrations", factory=DemoConfig)
+    train: TrainConfig = setting(help="the training loop", factory=TrainConfig)
+    runtime: RuntimeConfig = setting(help="local or distributed (Ray)", factory=RuntimeConfig)
+
+
+def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
+    """`path` (None: the defaults) with `key.sub=value` overrides applied."""
+    return cfgmod.load(RunConfig, path, overrides)
+
+
+# ---------------------------------------------------------------------------- offline runs
+# `robot-rl offline` and `robot-rl bc` (robot_rl/offline.py) on a LeRobotDataset.
+
+@dataclass
+class BCConfig:
+    hidden_dims: Tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+    layer_norm: bool = True
+    lr: float = 3e-4
+    batch_size: int = 256
+    steps: int = 5000
+    log_std_min: float = -5.0
+    log_std_max: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
+        if self.steps < 0 or self.batch_size < 1:
+            raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {self.steps}, {self.batch_size}")
+        if not self.log_std_min < self.log_std_max:
+            raise ValueError("log_std_min must be < log_std_max")
+
+
+@dataclass
+class OfflineConfig:
+    algo: str = "calql"                      # calql | cql | iql
+    hidden_dims: Tuple[int, ...] = (256, 256)
+    actor_hidden_dims: Tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+    num_critics: int = 2
+    gamma: float = 0.98                      # V-GPS's Cal-QL value
+    tau: float = 0.005                       # target-network Polyak rate
+    batch_size: int = 256
+    steps: int = 10_000
+    # Rewards seen by the learner: reward_scale * r + reward_bias. Defaults: Cal-QL's setting for
+    # sparse 0/1 success rewards (ours). Measured on PandaPickCube mixed demos: with raw 0/1
+    # rewards and cql_alpha 5, the CQL push-up of dataset actions (alpha / 2 per step) swamped
+    # the value differences (Q ~ 4 where returns are <= 1) and V-GPS fell to 5% success.
+    # reward_min: a lower bound of the raw rewards, the reward assumed after a time limit when
+    # bounding a truncated episode's return (0 for our sparse and dense tasks).
+    reward_scale: float = 10.0
+    reward_bias: float = -5.0
+    reward_min: float = 0.0
+    critic_lr: float = 3e-4
+    actor_lr: float = 1e-4
+    temp_lr: float = 3e-4
+    # --- Cal-QL / CQL
+    init_temperature: float = 0.1
+    target_entropy: Optional[float] = None   # None -> -A
+    cql_alpha: float = 5.0                   # V-GPS's value
+    cql_n_actions: int = 10
+    cql_temperature: float = 1.0
+    cql_importance_sample: bool = True
+    # --- IQL
+    expectile: float = 0.7
+    awr_temperature: float = 3.0             # beta in exp(beta * advantage)
+    awr_max_weight: float = 100.0
+
+    def __post_init__(self) -> None:
+        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
+        self.actor_hidden_dims = tuple(int(h) for h in self.actor_hidden_dims)
+        if self.algo not in ("calql", "cql", "iql"):
+            raise ValueError(f"algo must be calql, cql or iql, got {self.algo!r}")
+        if not 0.0 < self.expectile < 1.0:
+            raise ValueError(f"expectile must be in (0, 1), got {self.expectile}")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
+        if self.num_critics < 1 or self.cql_n_actions < 1:
+            raise ValueError("num_critics and cql_n_actions must be >= 1")
+
+
+@dataclass
+class OfflineDataConfig:
+    dataset: str = ""                       # LeRobotDataset directory (required)
+    obs_keys: Optional[List[str]] = None    # default: every vector observation
+    task_embedding: Optional[str] = None    # onehot | minilm | sentence-transformers:<model>
+
+
+@dataclass
+class OfflineRunConfig:
+    name: str = "offline"
+    seed: int = 0
+    runs_dir: str = "runs"
+    torch_threads: int = 1
+    data: OfflineDataConfig = setting(help="the dataset", factory=OfflineDataConfig)
+    agent: OfflineConfig = setting(help="the offline learner", factory=OfflineConfig)
+
+
+@dataclass
+class BCRunConfig:
+    name: str = "bc"
+    seed: int = 0
+    runs_dir: str = "runs"
+    torch_threads: int = 1
+    data: OfflineDataConfig = setting(help="the dataset", factory=OfflineDataConfig)
+    agent: BCConfig = setting(help="the BC policy", factory=BCConfig)
