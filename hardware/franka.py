@@ -3,7 +3,7 @@ libfranka 0.21). franky runs the 1 kHz Cartesian impedance loop client-side in C
 motion, `CartesianImpedanceTrackingMotion`); Python only streams targets (10-50 Hz) into it.
 
     with FrankaArm("172.16.0.2") as arm:           # or a franky-sim host on loopback
-        arm.set_target_pose(pos, quat)             # non-blocking, latest wins (~50 us)
+        arm.set_target_pose(pos, quat)             # non-blocking, latest wins
         s = arm.state()                            # never blocks: the poller's latest sample
         arm.set_impedance(ImpedanceParams.precise())
         arm.move_to_joints(q)                      # blocking joint reset

@@ -487,8 +487,7 @@ class ObservationEncoder(nn.Module):
         dim = sum(spec[k][0][0] for k in self.vector_keys)
         # Frozen per-key normalization of vector inputs (set from data by set_normalization).
         # Robot states are metres and radians of a few cm: unnormalized, the critic cannot tell
-        # states apart and its values flatten out (measured: Q nearly state-independent on a
-        # point-reach task until the inputs were scaled to unit range).
+        # states apart and its values flatten out (docs/results.md).
         for k in self.vector_keys:
             n = spec[k][0][0]
             self.register_buffer(f"mean_{k}", torch.zeros(n))

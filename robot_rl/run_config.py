@@ -258,9 +258,9 @@ class OfflineConfig:
     batch_size: int = 256
     steps: int = 10_000
     # Rewards seen by the learner: reward_scale * r + reward_bias. Defaults: Cal-QL's setting for
-    # sparse 0/1 success rewards (ours). Measured on PandaPickCube mixed demos: with raw 0/1
-    # rewards and cql_alpha 5, the CQL push-up of dataset actions (alpha / 2 per step) swamped
-    # the value differences (Q ~ 4 where returns are <= 1) and V-GPS fell to 5% success.
+    # sparse 0/1 success rewards (ours). With raw 0/1 rewards the CQL push-up of dataset
+    # actions (alpha / 2 per step) swamps the value differences and V-GPS re-ranks on noise
+    # (docs/results.md, "Numbers formerly in code comments").
     # reward_min: a lower bound of the raw rewards, the reward assumed after a time limit when
     # bounding a truncated episode's return (0 for our sparse and dense tasks).
     reward_scale: float = 10.0

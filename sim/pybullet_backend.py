@@ -12,12 +12,10 @@ sim/world.py's `SimGripper` and `SimClock`. This module builds only the tasks' s
 Model notes
 - Physics at 500 Hz (`setTimeStep(0.002)`), policy at 10 Hz: one `SimClock.wait(0.1)` is
   50 substeps, and the impedance law is evaluated at every substep (the numpy law plus
-  PyBullet's Jacobian / mass matrix / inverse dynamics, ~0.15 ms per substep). Measured on the
-  2-core dev machine: ~90-150 env steps/s with state observations, ~12-16 env steps/s with both
-  64x64 cameras (the TinyRenderer drawing the Panda's visual meshes costs ~20-30 ms per image).
-  That is well above 10 steps/s, so the law runs at every substep by default (`law_every=1`);
-  `law_every=2` (law every 2nd substep, torque held in between, ~190 steps/s) is an option for
-  slower machines.
+  PyBullet's Jacobian / mass matrix / inverse dynamics). That runs well above the 10 Hz policy
+  rate (docs/results.md), so the law runs at every substep by default (`law_every=1`);
+  `law_every=2` (law every 2nd substep, torque held in between) is an option for slower
+  machines.
 - The arm is torque-controlled: the default velocity motors are disabled (VELOCITY_CONTROL,
   force 0) and the law's torques are applied with TORQUE_CONTROL every substep.
 - The URDF's link inertias (0.1 kg m^2 on every axis of every link) are used as written

@@ -3,7 +3,7 @@ the `SimArm`, `SimGripper`, `SimCamera`, `SimClock` views onto it. The arm, grip
 views only call world methods, so pybullet_backend's `BulletWorld` reuses them.
 
 The impedance law runs every physics substep. The substep loop is the C kernel
-(`_impedance_kernel.c`) when it was built, else the numpy law (same maths, ~3x slower env).
+(`_impedance_kernel.c`) when it was built, else the numpy law (same maths, a slower env).
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ _ATEXIT_REGISTERED = False
 
 def _preload_triton() -> None:
     """triton's native library segfaults when it is first loaded after an EGL context exists
-    (torch 2.14 loads it lazily, e.g. when the first optimizer is built; measured: render, then
+    (torch 2.14 loads it lazily, e.g. when the first optimizer is built: render, then
     `import torch._dynamo` -> SIGSEGV). Loading it before our first GL context avoids that."""
     try:
         import triton  # noqa: F401

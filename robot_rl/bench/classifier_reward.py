@@ -116,10 +116,10 @@ def run_seed(runs_dir: str = "runs/bench", seed: int = 0, frame_episodes: int = 
              clear_margin: float = 0.02, hard_weight: float = 1.0, warm_start: bool = False,
              refresh_steps: int = 150, lift_to: tuple[float, float] | None = (0.10, 0.34),
              final_episodes: int = 100, overrides=()) -> dict:
-    """Defaults: the best measured setting (README, run H). `lift_to`: the expert's lift
-    heights for the classifier's frames (None: one height, runs A-G); `hard_weight`:
-    label-error frames are drawn this much more often when training (run D: 5); `warm_start`:
-    each in-run retraining starts from the last classifier for `refresh_steps` steps (run E)."""
+    """Defaults: the best setting of the runs in docs/results.md. `lift_to`: the expert's lift
+    heights for the classifier's frames (None: one height); `hard_weight`: label-error frames
+    are drawn this much more often when training; `warm_start`: each in-run retraining starts
+    from the last classifier for `refresh_steps` steps."""
     from robot_rl import config as cfgmod
     from robot_rl import train
     from robot_rl.rewards.classifier import ClassifierReward

@@ -4,8 +4,7 @@ Importing this package sets two XLA flags for the CPU backend (before JAX create
 user's own `XLA_FLAGS` setting of either flag wins. Neither concerns GPU or TPU backends.
 
 - `--xla_cpu_use_fusion_emitters=false`: XLA's newer CPU fusion emitters turn MJX's unrolled
-  per-body scalar code into kernels 40-140x slower than the classic emitters (measured here:
-  MJX forward kinematics of the Panda 14 ms vs 0.1 ms of CPU time per call).
+  per-body scalar code into kernels far slower than the classic emitters (docs/results.md).
 - `--xla_cpu_multi_thread_eigen=false`: with it on, a 1024-env step hung here with every XLA
   worker idle and the caller waiting forever in block_until_ready (the same wedge of the
   Eigen pool on vmapped graphs as PyAutoLabs/PyAutoFit#1530, fixed there by this flag).
