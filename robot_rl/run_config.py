@@ -24,6 +24,11 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", factory: Any = d
     return dataclasses.field(default=default, default_factory=factory, metadata={"help": help})
 
 
+def _require(value: str, key: str, examples: str) -> None:
+    if not value:
+        raise ValueError(f"{key} is required (e.g. {examples})")
+
+
 # ---------------------------------------------------------------------------- agent
 @dataclass
 class SACConfig:
@@ -111,8 +116,7 @@ class RewardConfig:
         False, "the model's success alone ends episodes (the env's own termination is ignored)")
 
     def __post_init__(self) -> None:
-        if not self.name:
-            raise ValueError("env.reward.name is required (e.g. classifier)")
+        _require(self.name, "env.reward.name", "classifier")
 
 
 @dataclass
@@ -126,8 +130,7 @@ class TeleopConfig:
         None, "LeRobotDataset directory that records every training episode")
 
     def __post_init__(self) -> None:
-        if not self.kind:
-            raise ValueError("env.teleop.kind is required (spacemouse, keyboard or gamepad)")
+        _require(self.kind, "env.teleop.kind", "spacemouse, keyboard or gamepad")
 
 
 @dataclass
