@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _cmd_rollout(args) -> int:
@@ -135,6 +136,11 @@ def _cmd_bench(args) -> int:
                      gym_hil_python=args.gym_hil_python, runs_dir=args.runs_dir,
                      overrides=args.overrides)
         return 0
+    if args.what == "report":
+        from robot_rl.bench import report
+        report.build(Path(args.bench_dir), Path(args.docs_dir))
+        print(f"wrote {Path(args.docs_dir) / 'results.md'} and its curves in {Path(args.docs_dir) / 'img'}")
+        return 0
     raise SystemExit(f"unknown benchmark {args.what!r}")
 
 
@@ -203,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")
     b.add_argument("what", choices=["sim", "learn", "robot", "rewards", "classifier-reward",
-                                      "distributed", "language", "vgps", "mjx", "external"])
+                                      "distributed", "language", "vgps", "mjx", "external", "report"])
     b.add_argument("--json", help="write the results here")
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--rounds", type=int, default=3)
@@ -220,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--gym-hil-python", help="sim, external: a Python with gym-hil (and, for "
                                             "external, gymnasium-robotics) installed (default: "
                                             "this one, then ./.venv-gymhil/bin/python)")
+    b.add_argument("--bench-dir", default="bench", help="report: the benchmark JSONs")
+    b.add_argument("--docs-dir", default="docs", help="report: writes results.md and img/*.png here")
     b.set_defaults(func=_cmd_bench)
 
     from robot_rl.collect import add_cli  # collect / replay (teleoperation)
