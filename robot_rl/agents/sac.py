@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.optim.adam import adam as torch_adam  # torch.optim.Adam's update as a function
 
 from robot_rl.data.buffer import normalize_obs_spec
 from robot_rl.networks import (
@@ -48,6 +49,10 @@ __all__ = [
     "subsample_indices",
     "compute_target_q",
     "temperature_loss",
+    "clip_grad_norm_",
+    "adam_state",
+    "adam_settings",
+    "adam_step_",
     "double_dqn_target",
     "grasp_action_to_index",
     "grasp_index_to_action",
@@ -95,6 +100,58 @@ def compute_target_q(
 def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
     """``alpha * (H - H_target)`` with ``H = -E[log pi]``: alpha shrinks when entropy is above target."""
     return (log_alpha.exp() * (-log_prob.detach() - target_entropy)).mean()
+
+
+# ---------------------------------------------------------------------------
+# The optimizer step: one implementation, run by the eager update and inside the compiled graph
+# ---------------------------------------------------------------------------
+
+def clip_grad_norm_(grads: Sequence[torch.Tensor], max_norm: Optional[float]) -> None:
+    """Scale ``grads`` in place so their joint L2 norm is at most ``max_norm`` (None: no clip)."""
+    if max_norm is None or not grads:
+        return
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(coef)
+
+
+def adam_state(opt: torch.optim.Optimizer, params: Sequence[torch.Tensor]):
+    """``(steps, exp_avgs, exp_avg_sqs)`` of ``params`` in ``opt``, created as ``torch.optim.Adam``
+    creates them on its first step, so checkpoints hold them either way. Read them on every
+    update: ``load_state_dict`` replaces the tensors."""
+    group = opt.param_groups[0]
+    on_device = group["fused"] or group["capturable"]
+    for p in params:
+        st = opt.state[p]
+        if not st:
+            st["step"] = torch.zeros((), dtype=torch.float32, device=p.device if on_device else "cpu")
+            st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    states = [opt.state[p] for p in params]
+    return [s["step"] for s in states], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+
+
+def adam_settings(opt: torch.optim.Optimizer) -> Dict[str, Any]:
+    """``opt``'s hyperparameters as ``torch.optim.adam.adam`` takes them."""
+    (group,) = opt.param_groups
+    if group["amsgrad"]:
+        raise ValueError("SAC's optimizer step does not keep amsgrad state")
+    return dict(lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1], eps=group["eps"],
+                weight_decay=group["weight_decay"], maximize=group["maximize"], amsgrad=False,
+                decoupled_weight_decay=group["decoupled_weight_decay"], capturable=group["capturable"],
+                fused=group["fused"])
+
+
+@torch.no_grad()
+def adam_step_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], state, settings: Dict[str, Any],
+               in_graph: bool = False) -> None:
+    """The SAC optimizer step, on both update paths: torch's own Adam (``torch.optim.adam.adam``)
+    with an optimizer's ``adam_settings`` and ``adam_state``. ``in_graph`` (inside
+    ``torch.compile``): the single-tensor form, which inductor fuses, instead of a fused kernel."""
+    steps, exp_avgs, exp_avg_sqs = state
+    kw = dict(settings, fused=None, foreach=False) if in_graph else settings
+    torch_adam(list(params), list(grads), exp_avgs, exp_avg_sqs, [], steps, **kw)
 
 
 def double_dqn_target(
@@ -415,26 +472,26 @@ class SACAgent:
             b["obs"], b["next_obs"], b["action"], b["reward"], b["terminated"], b["grasp_penalty"],
             next_noise, idx, alpha,
         )
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip_norm is not None:
-            nn.utils.clip_grad_norm_(self._critic_params, cfg.grad_clip_norm)
-        self.critic_opt.step()
+        self._step(self.critic_opt, loss, cfg.grad_clip_norm)
         self._polyak()
         if not actor_step:
             return cstats, None, None
         noise = torch.randn(feat.shape[0], self.arm_dim, generator=self.generator, device=self.device)
         a_loss, logp, astats = self._actor_loss(feat.detach(), noise, alpha)
-        self.actor_opt.zero_grad(set_to_none=True)
-        a_loss.backward()
-        if cfg.grad_clip_norm is not None:
-            nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip_norm)
-        self.actor_opt.step()
+        self._step(self.actor_opt, a_loss, cfg.grad_clip_norm)
         t_loss = temperature_loss(self.log_alpha, logp, self.target_entropy)
-        self.temp_opt.zero_grad(set_to_none=True)
-        t_loss.backward()
-        self.temp_opt.step()
+        self._step(self.temp_opt, t_loss, None)
         return cstats, astats, t_loss.detach()
+
+    @staticmethod
+    def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: Optional[float]) -> None:
+        """Backward, clip, Adam: the eager form of what ``CompiledUpdate`` does in its graph."""
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in opt.param_groups[0]["params"] if p.grad is not None]
+        grads = [p.grad for p in params]
+        clip_grad_norm_(grads, clip)
+        adam_step_(params, grads, adam_state(opt, params), adam_settings(opt))
 
     def update(self, batch: Mapping[str, Any]) -> Dict[str, float]:
         """One critic (+grasp critic) update; actor & temperature every ``actor_update_every`` critic steps."""
@@ -469,8 +526,8 @@ class SACAgent:
     def update_many(self, sample_fn: Callable[[int], Mapping[str, Any]], n: Optional[int] = None) -> Dict[str, float]:
         """``n`` (default ``utd_ratio``) consecutive updates, one per minibatch of ``sample_fn(n)``
         (``n`` equal minibatches stacked along the batch dim, as ``ReplayBuffer.sample_fn`` gives).
-        Converting and augmenting them in one go, as SERL does for its UTD loop, saves ~0.2 ms
-        of per-batch overhead per update on these CPUs.
+        Converting and augmenting them in one go, as SERL does for its UTD loop, pays the
+        per-batch overhead once per call instead of once per update (docs/results.md).
 
         Returns the last step's metrics, with actor metrics from the last actor step.
         """

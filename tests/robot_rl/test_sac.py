@@ -477,8 +477,8 @@ def test_act_batch_matches_single_act():
 
 @pytest.mark.slow
 def test_compiled_update_matches_eager_and_shares_optimizer_state():
-    """`compile=True` runs each update as one torch.compile graph (torch.func gradients,
-    hand-written Adam, clipping and Polyak). It must give the eager update's numbers, step for
+    """`compile=True` runs each update as one torch.compile graph (torch.func gradients, then
+    the eager path's own clipping and Adam step, and Polyak). It must give the eager update's numbers, step for
     step, and keep its Adam state in the torch.optim optimizers, so a checkpoint written by a
     compiled agent resumes an eager one exactly. Covers images (conv encoder, target encoder),
     the grasp critic, gradient clipping, critic subsampling and both graph variants."""
