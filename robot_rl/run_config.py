@@ -299,26 +299,31 @@ class OfflineConfig:
 
 @dataclass
 class OfflineDataConfig:
-    dataset: str = ""                       # LeRobotDataset directory (required)
-    obs_keys: Optional[List[str]] = None    # default: every vector observation
-    task_embedding: Optional[str] = None    # onehot | minilm | sentence-transformers:<model>
+    """`data`: the dataset an offline run learns from."""
+    dataset: str = setting("", "LeRobotDataset directory (required)")
+    obs_keys: Optional[List[str]] = setting(None, "observation keys; None: every vector observation")
+    task_embedding: Optional[str] = setting(None, "onehot | minilm | sentence-transformers:<model>")
 
 
 @dataclass
-class OfflineRunConfig:
-    name: str = "offline"
-    seed: int = 0
-    runs_dir: str = "runs"
-    torch_threads: int = 1
+class DatasetRunConfig:
+    """What `robot-rl offline` and `robot-rl bc` configs share."""
+    name: str = setting("run", "run directory name under runs_dir")
+    seed: int = setting(0, "seeds networks and minibatches")
+    runs_dir: str = setting("runs", "where run directories go")
+    torch_threads: int = setting(1, "torch CPU threads")
     data: OfflineDataConfig = setting(help="the dataset", factory=OfflineDataConfig)
+
+
+@dataclass
+class OfflineRunConfig(DatasetRunConfig):
+    """A `robot-rl offline` config file."""
+    name: str = setting("offline", "run directory name under runs_dir")
     agent: OfflineConfig = setting(help="the offline learner", factory=OfflineConfig)
 
 
 @dataclass
-class BCRunConfig:
-    name: str = "bc"
-    seed: int = 0
-    runs_dir: str = "runs"
-    torch_threads: int = 1
-    data: OfflineDataConfig = setting(help="the dataset", factory=OfflineDataConfig)
+class BCRunConfig(DatasetRunConfig):
+    """A `robot-rl bc` config file."""
+    name: str = setting("bc", "run directory name under runs_dir")
     agent: BCConfig = setting(help="the BC policy", factory=BCConfig)
