@@ -113,10 +113,20 @@ class RobotEnv(gym.Env):
 
     # ---- gymnasium API -------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """`options`: `direction` switches a task with several (`task.directions`, e.g.
+        PandaRelocate's forward/backward) before anything else; `reset_free=True` starts a new
+        episode where the last one ended: the scene is not reset and nothing moves."""
+        options = options or {}
         super().reset(seed=seed)
         self._steps = 0
-        self.task.reset(self, self.np_random)
-        self._gripper_target = -1.0 if self.task.action.gripper else 1.0
+        if "direction" in options:
+            if not hasattr(self.task, "set_direction"):
+                raise ValueError(f"task {self.task.name} has no directions; "
+                                 f"options={{'direction': {options['direction']!r}}} needs one that does")
+            self.task.set_direction(options["direction"])
+        if not options.get("reset_free", False):
+            self.task.reset(self, self.np_random)
+            self._gripper_target = -1.0 if self.task.action.gripper else 1.0
         obs = self.observe()
         return obs, {"is_success": False, "intervention": False}
 

@@ -31,6 +31,8 @@ ENV_IDS: dict[str, EnvEntry] = {
     "robot_rl/PandaPickCubeVision-v0": _sim("PandaPickCube", vision=True),
     "robot_rl/PandaPegInsert-v0": _sim("PandaPegInsert"),
     "robot_rl/PandaPegInsertVision-v0": _sim("PandaPegInsert", vision=True),
+    "robot_rl/PandaRelocate-v0": _sim("PandaRelocate"),
+    "robot_rl/PandaRelocateVision-v0": _sim("PandaRelocate", vision=True),
     "robot_rl/FrankaPegInsert-v0": EnvEntry("robot_rl.hardware.franka_env:make_franka_env"),
     "robot_rl/ROS2Arm-v0": EnvEntry("robot_rl.hardware.ros2.hal:make_ros2_env"),
 }

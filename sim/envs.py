@@ -34,13 +34,15 @@ def make_sim_env(task: str = "PandaPickCube", vision: bool = False, image_size: 
                  cameras: tuple[str, ...] = ("front", "wrist"), control_hz: float = 10.0,
                  reward_type: str = "sparse", impedance: str | ImpedanceParams = "compliant",
                  controller: str = "auto", include_wrench: bool = False,
-                 render_mode: str | None = None, privileged_state: bool = False) -> RobotEnv:
+                 render_mode: str | None = None, privileged_state: bool = False,
+                 **task_kwargs) -> RobotEnv:
     """A `RobotEnv` on the MuJoCo HAL. `vision=True` adds `cameras` (uint8 image_size^2) and drops
     the privileged `env_state` from the observation; `privileged_state=True` keeps it (a state
-    policy whose reward model looks at the images, e.g. a success classifier)."""
+    policy whose reward model looks at the images, e.g. a success classifier). Other keyword
+    arguments go to the task (e.g. PandaRelocate's `direction`)."""
     if task not in TASKS:
         raise ValueError(f"unknown sim task {task!r}; valid: {sorted(TASKS)}")
-    t = TASKS[task]()
+    t = TASKS[task](**task_kwargs)
     objects, hand = t.mjcf()
     world = SimWorld(xml=build_scene(objects, hand + WRIST_CAMERA, PHYSICS_DT),
                      impedance=impedance_params(impedance), controller=controller)

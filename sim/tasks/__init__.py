@@ -1,4 +1,4 @@
-"""The simulated tasks, one file each: `reach.py`, `pick_cube.py`, `peg_insert.py`.
+"""The simulated tasks, one file each: `reach.py`, `pick_cube.py`, `peg_insert.py`, `relocate.py`.
 
 A task file holds everything that defines its task: the MuJoCo scene (`mjcf`), the reset
 distribution (`reset`), reward and success (`score`, array maths shared with the MJX env;
@@ -14,16 +14,18 @@ from robot_rl.sim.tasks.base import DOWN, TABLE_Z, ScriptedExpert, SimTask, Worl
 from robot_rl.sim.tasks.peg_insert import PandaPegInsert, PegInsertExpert
 from robot_rl.sim.tasks.pick_cube import PandaPickCube, PickCubeExpert
 from robot_rl.sim.tasks.reach import PandaReach, ReachExpert
+from robot_rl.sim.tasks.relocate import PandaRelocate, RelocateExpert
 
 __all__ = ["DOWN", "TABLE_Z", "World", "SimTask", "ScriptedExpert", "TASKS", "EXPERTS",
-           "PandaReach", "PandaPickCube", "PandaPegInsert",
-           "ReachExpert", "PickCubeExpert", "PegInsertExpert", "make_expert", "rollout"]
+           "PandaReach", "PandaPickCube", "PandaPegInsert", "PandaRelocate",
+           "ReachExpert", "PickCubeExpert", "PegInsertExpert", "RelocateExpert", "make_expert", "rollout"]
 
 TASKS: dict[str, type[SimTask]] = {"PandaReach": PandaReach, "PandaPickCube": PandaPickCube,
-                                   "PandaPegInsert": PandaPegInsert}
+                                   "PandaPegInsert": PandaPegInsert, "PandaRelocate": PandaRelocate}
 EXPERTS: dict[str, type[ScriptedExpert]] = {"PandaReach": ReachExpert,
                                             "PandaPickCube": PickCubeExpert,
-                                            "PandaPegInsert": PegInsertExpert}
+                                            "PandaPegInsert": PegInsertExpert,
+                                            "PandaRelocate": RelocateExpert}
 
 
 def make_expert(env, **kwargs) -> ScriptedExpert:
