@@ -7,6 +7,8 @@ import dataclasses
 import inspect
 import typing
 
+from robot_rl.config import config_key
+
 MARKER = "<!-- config-reference -->"
 
 
@@ -50,7 +52,7 @@ def reference_tables(root, prefix: str = "") -> list[tuple[str, str, list[list[s
     comments = _comments(root)
     rows, nested = [], []
     for f in dataclasses.fields(root):
-        key = f"{prefix}{f.name}"
+        key = f"{prefix}{config_key(f.name)}"
         sub = _dataclass_of(hints[f.name])
         help_text = f.metadata.get("help") or comments.get(f.name, "")
         if sub is not None:

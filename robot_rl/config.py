@@ -6,6 +6,7 @@ error naming the key and the expected type. Nothing is silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,13 @@ import yaml
 
 class ConfigError(ValueError):
     pass
+
+
+def config_key(field_name: str) -> str:
+    """The key a user writes for a field: a Python keyword (`from`) is a field with a trailing
+    underscore (`from_`)."""
+    base = field_name[:-1]
+    return base if field_name.endswith("_") and keyword.iskeyword(base) else field_name
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -77,13 +85,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def from_dict(cls, data: dict, where: str = ""):
     """Build dataclass `cls` from a (nested) mapping, rejecting unknown keys."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {config_key(f.name): f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(f"unknown config key {prefix}{unknown[0]!r}; valid keys"
                           f"{' in ' + where if where else ''}: {', '.join(sorted(fields))}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    kwargs = {fields[k]: _coerce(v, hints[fields[k]], f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -92,14 +100,14 @@ def from_dict(cls, data: dict, where: str = ""):
 
 def to_dict(cfg) -> dict:
     def clean(v):
-        if isinstance(v, tuple):
+        if dataclasses.is_dataclass(v):
+            return {config_key(f.name): clean(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (tuple, list)):
             return [clean(x) for x in v]
         if isinstance(v, dict):
             return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
         return v
-    return clean(dataclasses.asdict(cfg))
+    return clean(cfg)
 
 
 def parse_key_values(items) -> dict:
@@ -129,6 +137,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def _key_types(cls) -> dict:
+    """{config key: field type} of a dataclass."""
+    hints = typing.get_type_hints(cls)
+    return {config_key(f.name): hints[f.name] for f in dataclasses.fields(cls)}
+
+
 def _has_kind(tp) -> bool:
     return dataclasses.is_dataclass(tp) and any(f.name == "kind" for f in dataclasses.fields(tp))
 
@@ -141,7 +155,7 @@ def expand_kind_shorthand(cls, overrides: list[str]) -> list[str]:
         key, sep, raw = item.partition("=")
         tp = cls
         for part in key.strip().split("."):
-            tp = typing.get_type_hints(tp).get(part) if dataclasses.is_dataclass(tp) else None
+            tp = _key_types(tp).get(part) if dataclasses.is_dataclass(tp) else None
             args = [a for a in typing.get_args(tp) if a is not type(None)]
             if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
                 tp = args[0]  # an optional section (`env.teleop`)

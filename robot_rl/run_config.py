@@ -60,6 +60,9 @@ class SACConfig:
     critic_lr: float = setting(3e-4, "critic (and encoder) Adam learning rate")
     temp_lr: float = setting(3e-4, "temperature Adam learning rate")
     gamma: float = setting(0.97, "discount")
+    reward_scale: float = setting(1.0, "the critics learn from reward_scale * r + reward_bias "
+                                       "(match the offline run an `init.from` critic was trained with)")
+    reward_bias: float = setting(0.0, "see reward_scale")
     tau: float = setting(0.005, "Polyak rate of the target critics")
     init_temperature: float = setting(0.01, "initial alpha (SERL's; a larger one swamps a 0/1 sparse reward)")
     target_entropy: Optional[float] = setting(None, "None: -(continuous action dims) / 2")
@@ -210,6 +213,16 @@ class RuntimeConfig:
 
 
 @dataclass
+class InitConfig:
+    """`init`: start the learner from an earlier run instead of from scratch (offline-to-online
+    fine-tuning). `init.from=RUN_DIR` on the command line."""
+    from_: Optional[str] = setting(
+        None, "a `robot-rl offline` run directory (Cal-QL / CQL / IQL: its critic.pt) or critic.pt itself")
+    critic: bool = setting(True, "take the critic ensemble (and its target) from the run")
+    actor: bool = setting(True, "take the actor and temperature (Cal-QL / CQL runs)")
+
+
+@dataclass
 class RunConfig:
     """A `robot-rl train` config file."""
     name: str = setting("run", "run directory name under runs_dir")
@@ -220,6 +233,7 @@ class RunConfig:
     demos: DemoConfig = setting(help="demonstrations", factory=DemoConfig)
     train: TrainConfig = setting(help="the training loop", factory=TrainConfig)
     runtime: RuntimeConfig = setting(help="local or distributed (Ray)", factory=RuntimeConfig)
+    init: InitConfig = setting(help="start from an earlier run", factory=InitConfig)
 
 
 def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:

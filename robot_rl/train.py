@@ -151,7 +151,18 @@ class Trainer:
         if resume:
             self._restore()
         else:
+            self._warm_start()
             self._load_demos()
+
+    def _warm_start(self) -> None:
+        """`init.from`: weights and input normalization from an earlier run; the normalization
+        stays as that run froze it (the weights were trained on inputs scaled that way)."""
+        init = self.cfg.init
+        if init.from_ is None:
+            return
+        from robot_rl.agents.warm_start import warm_start
+        print(warm_start(self.agent, init.from_, critic=init.critic, actor=init.actor))
+        self.normalized = True
 
     def _make_envs(self):
         """The env this process steps and the evaluation env."""

@@ -423,6 +423,7 @@ class SACAgent:
         alpha: torch.Tensor,
     ):
         cfg = self.config
+        reward = cfg.reward_scale * reward + cfg.reward_bias
         feat = self.encoder(obs)
         with torch.no_grad():
             next_feat = self.encoder(next_obs)

@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from robot_rl import run_config
+from robot_rl.config import config_key
 from robot_rl.bench import report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,9 +59,9 @@ def _leaves(cls, prefix=""):
     for f in dataclasses.fields(cls):
         value = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
         if dataclasses.is_dataclass(value):
-            yield from _leaves(type(value), f"{prefix}{f.name}.")
+            yield from _leaves(type(value), f"{prefix}{config_key(f.name)}.")
         else:
-            yield f"{prefix}{f.name}", f
+            yield f"{prefix}{config_key(f.name)}", f
 
 
 def test_config_reference_lists_every_field_with_default_and_help():
@@ -76,3 +77,4 @@ def test_config_reference_lists_every_field_with_default_and_help():
     for f in dataclasses.fields(run_config.RewardConfig):
         assert f"| `env.reward.{f.name}` |" in md
     assert "| `agent.algo` |" in md  # the offline run config's learner section
+    assert "| `init.from` |" in md  # a keyword field (`from_`) under the key users write
