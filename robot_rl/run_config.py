@@ -213,6 +213,27 @@ class RuntimeConfig:
 
 
 @dataclass
+class ResetFreeConfig:
+    """`reset_free`: a forward and a backward learner share one env without resets between
+    episodes (robot_rl/reset_free.py); the env's task must have both directions
+    (e.g. robot_rl/PandaRelocate-v0)."""
+    enabled: bool = setting(False, "train reset-free with one learner per direction")
+    directions: Tuple[str, ...] = setting(("forward", "backward"), "the task's two directions, forward first")
+    full_reset_every: int = setting(0, "episodes between scheduled real resets (0: never)")
+    stuck_after: int = setting(10, "failed episodes in a row of one direction that count as stuck (0: never)")
+    on_stuck: str = setting("scripted", "scripted: reset the env (sim); human: wait for the operator (real arm)")
+
+    def __post_init__(self) -> None:
+        self.directions = tuple(self.directions)
+        if len(self.directions) != 2:
+            raise ValueError(f"reset_free.directions needs two directions, got {self.directions}")
+        if self.on_stuck not in ("scripted", "human"):
+            raise ValueError(f"reset_free.on_stuck must be scripted or human, got {self.on_stuck!r}")
+        if self.full_reset_every < 0 or self.stuck_after < 0:
+            raise ValueError("reset_free.full_reset_every and stuck_after must be >= 0")
+
+
+@dataclass
 class InitConfig:
     """`init`: start the learner from an earlier run instead of from scratch (offline-to-online
     fine-tuning). `init.from=RUN_DIR` on the command line."""
@@ -234,6 +255,7 @@ class RunConfig:
     train: TrainConfig = setting(help="the training loop", factory=TrainConfig)
     runtime: RuntimeConfig = setting(help="local or distributed (Ray)", factory=RuntimeConfig)
     init: InitConfig = setting(help="start from an earlier run", factory=InitConfig)
+    reset_free: ResetFreeConfig = setting(help="reset-free training, forward and backward", factory=ResetFreeConfig)
 
 
 def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:

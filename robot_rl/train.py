@@ -428,20 +428,21 @@ class Trainer:
         self.normalized = True
 
 
-def train(cfg: RunConfig, progress: bool = True) -> dict:
+def train(cfg: RunConfig, progress: bool = True, run_dir: Path | None = None, resume: bool = False) -> dict:
+    if cfg.reset_free.enabled:
+        if cfg.runtime.kind == "ray":
+            raise ValueError("reset_free runs one env with two learners in this process: use runtime=local")
+        from robot_rl.reset_free import ResetFreeTrainer
+        return ResetFreeTrainer(cfg, run_dir=run_dir, resume=resume, progress=progress).run()
     if cfg.runtime.kind == "ray":
         from robot_rl.distributed.runtime import run_distributed
-        return run_distributed(cfg, progress=progress)
-    return Trainer(cfg, progress=progress).run()
+        return run_distributed(cfg, run_dir=run_dir, resume=resume, progress=progress)
+    return Trainer(cfg, run_dir=run_dir, resume=resume, progress=progress).run()
 
 
 def resume(run_dir: str | Path, progress: bool = True, overrides: list[str] = ()) -> dict:
     run_dir = Path(run_dir)
-    cfg = load_config(str(run_dir / "config.yaml"), overrides)
-    if cfg.runtime.kind == "ray":
-        from robot_rl.distributed.runtime import run_distributed
-        return run_distributed(cfg, run_dir=run_dir, resume=True, progress=progress)
-    return Trainer(cfg, run_dir=run_dir, resume=True, progress=progress).run()
+    return train(load_config(str(run_dir / "config.yaml"), overrides), progress, run_dir, resume=True)
 
 
 def load_policy(run_dir: str | Path):
