@@ -101,6 +101,10 @@ class FrankaPegInsert(TaskBase):
         return self.target_pos + self.reset_offset
 
     # ---- reset ---------------------------------------------------------------------------
+    def home_arm(self, env, rng: np.random.Generator) -> None:
+        """Reset-free training's arm-only reset: a real reset moves nothing but the arm."""
+        self.reset(env, rng)
+
     def reset(self, env, rng: np.random.Generator) -> None:
         arm = env.arm
         self.episodes += 1

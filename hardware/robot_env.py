@@ -115,7 +115,9 @@ class RobotEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """`options`: `direction` switches a task with several (`task.directions`, e.g.
         PandaRelocate's forward/backward) before anything else; `reset_free=True` starts a new
-        episode where the last one ended: the scene is not reset and nothing moves."""
+        episode where the last one ended: the scene is not reset and nothing moves, unless
+        `home_arm=True` too: then only the arm returns to its start (the task's `home_arm`;
+        SERL's reset-free training: the robot resets itself, the objects stay where they are)."""
         options = options or {}
         super().reset(seed=seed)
         self._steps = 0
@@ -126,6 +128,12 @@ class RobotEnv(gym.Env):
             self.task.set_direction(options["direction"])
         if not options.get("reset_free", False):
             self.task.reset(self, self.np_random)
+            self._gripper_target = -1.0 if self.task.action.gripper else 1.0
+        elif options.get("home_arm", False):
+            if not hasattr(self.task, "home_arm"):
+                raise ValueError(f"task {self.task.name} has no home_arm (the arm's own reset, "
+                                 f"leaving the scene): reset-free training needs home_arm=False")
+            self.task.home_arm(self, self.np_random)
             self._gripper_target = -1.0 if self.task.action.gripper else 1.0
         obs = self.observe()
         return obs, {"is_success": False, "intervention": False}

@@ -111,7 +111,8 @@ class ResetFreeTrainer:
         elif rf.stuck_after and self.failures_in_a_row[direction] >= rf.stuck_after:
             reason = "stuck"
         if reason is None:
-            return self.env.reset(options={"reset_free": True, "direction": direction})[0]
+            return self.env.reset(options={"reset_free": True, "home_arm": rf.home_arm,
+                                           "direction": direction})[0]
         if reason != "first":
             self.resets[reason] += 1
             self.failures_in_a_row = {d: 0 for d in self.directions}

@@ -68,6 +68,19 @@ class SACConfig:
     target_entropy: Optional[float] = setting(None, "None: -(continuous action dims) / 2")
     backup_entropy: bool = setting(False, "subtract alpha * log-prob in the TD target")
     grad_clip_norm: Optional[float] = setting(None, "clip each network's gradient to this norm; None: off")
+    # --- Cal-QL's online phase (robot_rl/agents/conservative.py); 0: plain SAC/RLPD
+    cql_alpha: float = setting(0.0, "weight of the conservative term during online training "
+                                    "(Cal-QL fine-tuning: the offline run's cql_alpha); 0: off")
+    cql_alpha_end: Optional[float] = setting(None, "anneal cql_alpha linearly to this over "
+                                                   "cql_anneal_steps critic updates; None: kept")
+    cql_anneal_steps: int = setting(0, "critic updates of the cql_alpha -> cql_alpha_end schedule")
+    cql_calibrated: bool = setting(True, "Cal-QL's Monte-Carlo lower bound on policy-action "
+                                         "values; false: plain CQL")
+    cql_n_actions: int = setting(4, "sampled actions per state and kind (uniform, at s, at s')")
+    cql_temperature: float = setting(1.0, "temperature of the logsumexp")
+    cql_importance_sample: bool = setting(True, "weight samples by their proposal densities (CQL(H))")
+    reward_min: float = setting(0.0, "lowest raw reward: a time-limited episode's bound assumes "
+                                     "it forever after the cut")
     # --- schedule / data (used by the training loop; actor_update_every by the agent)
     utd_ratio: int = setting(4, "critic updates per env step")
     actor_update_every: Optional[int] = setting(None, "critic steps per actor step; None: utd_ratio")
@@ -92,6 +105,12 @@ class SACConfig:
             raise ValueError("critic_subsample must be in [1, num_critics]")
         if self.image_encoder not in ("conv", "pretrained", "none"):
             raise ValueError(f"unknown image_encoder {self.image_encoder!r}")
+        if self.cql_alpha < 0 or (self.cql_alpha_end is not None and self.cql_alpha_end < 0):
+            raise ValueError("agent.cql_alpha and agent.cql_alpha_end must be >= 0")
+        if self.cql_alpha_end is not None and self.cql_anneal_steps < 1:
+            raise ValueError("agent.cql_alpha_end needs agent.cql_anneal_steps >= 1")
+        if self.cql_n_actions < 1:
+            raise ValueError("agent.cql_n_actions must be >= 1")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SACConfig":
@@ -222,6 +241,8 @@ class ResetFreeConfig:
     full_reset_every: int = setting(0, "episodes between scheduled real resets (0: never)")
     stuck_after: int = setting(10, "failed episodes in a row of one direction that count as stuck (0: never)")
     on_stuck: str = setting("scripted", "scripted: reset the env (sim); human: wait for the operator (real arm)")
+    home_arm: bool = setting(True, "the arm returns to its start pose between episodes, the scene "
+                                   "stays (SERL); false: nothing moves")
 
     def __post_init__(self) -> None:
         self.directions = tuple(self.directions)

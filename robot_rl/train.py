@@ -133,6 +133,11 @@ class Trainer:
         # with a reward model the env's own reward and termination are kept too, so a new
         # model can relabel what is stored (`set_reward_model`)
         extras = {**DEFAULT_EXTRA_SPEC, **(REWARD_MODEL_EXTRAS if cfg.env.reward else {})}
+        self.calibrated = cfg.agent.cql_alpha > 0 and cfg.agent.cql_calibrated
+        if self.calibrated:  # Cal-QL's online phase: each episode's Monte-Carlo bounds
+            extras["mc_bound"] = ((), np.float32)
+        self.episode_ids: list[int] = []  # the current episode's online transitions
+        self.episode_rewards: list[float] = []
         self.online = ReplayBuffer(cfg.train.replay_capacity, obs_space, act_dim,
                                    obs_transforms=transforms, extra_spec=extras)
         self.demo = ReplayBuffer(cfg.train.replay_capacity, obs_space, act_dim,
@@ -210,11 +215,32 @@ class Trainer:
         for t in transitions:
             t["action"] = scale.to_policy(t["action"])
         relabeled = self._relabel_with_reward_model(transitions)
+        if self.calibrated:
+            self._add_mc_bounds(transitions)
         for t in transitions:
             self.demo.insert(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
-                             t["truncated"], intervention=t["intervention"], is_demo=True)
+                             t["truncated"], {"mc_bound": t.get("mc_bound", -np.inf)},
+                             intervention=t["intervention"], is_demo=True)
         print(f"loaded {len(self.demo)} demo transitions from {path}"
               + (" (rewards relabeled by the reward model)" if relabeled else ""))
+
+    def mc_bounds(self, rewards: list[float], terminated: bool) -> np.ndarray:
+        """Cal-QL's Monte-Carlo lower bounds of one episode, in the critic's reward units."""
+        from robot_rl.agents.conservative import mc_lower_bounds
+        a = self.cfg.agent
+        return mc_lower_bounds(rewards, terminated, a.gamma, a.reward_scale, a.reward_bias, a.reward_min)
+
+    def _add_mc_bounds(self, transitions: list[dict]) -> None:
+        """`mc_bound` of every dataset transition, episode by episode (a dataset's last
+        episode without an end counts as cut by a time limit)."""
+        start = 0
+        for i, t in enumerate(transitions):
+            if t["terminated"] or t["truncated"] or i == len(transitions) - 1:
+                episode = transitions[start:i + 1]
+                bounds = self.mc_bounds([x["reward"] for x in episode], bool(t["terminated"]))
+                for x, g in zip(episode, bounds):
+                    x["mc_bound"] = g
+                start = i + 1
 
     def _reward_wrapper(self):
         from robot_rl.rewards.base import RewardWrapper
@@ -353,7 +379,10 @@ class Trainer:
         demo buffer), count it, run the `utd_ratio` updates once past warm-up, and log the
         episode when it ends (`episode_fields` go into that row)."""
         executed = info.get("intervene_action", info.get("action", action))
-        self.online.insert(obs, executed, reward, next_obs, term, trunc, info)
+        tid = self.online.insert(obs, executed, reward, next_obs, term, trunc, info)
+        if self.calibrated:
+            self.episode_ids.append(tid)
+            self.episode_rewards.append(float(reward))
         if info.get("intervention"):  # HIL-SERL: human corrections also go to the demos
             self.demo.insert(obs, executed, reward, next_obs, term, trunc, info,
                              intervention=True, is_demo=True)
@@ -367,6 +396,10 @@ class Trainer:
             self.agent.update_many(self.sample)
             self.updates_since += self.cfg.agent.utd_ratio
         if term or trunc:
+            if self.calibrated:
+                self.online.set_extra("mc_bound", self.episode_ids,
+                                      self.mc_bounds(self.episode_rewards, bool(term)))
+                self.episode_ids, self.episode_rewards = [], []
             rate = ep.interventions / ep.length
             self.recent.append((bool(info["is_success"]), rate))
             self.metrics.log("episode", self.step, episode=self.episode,
@@ -429,6 +462,9 @@ class Trainer:
 
 
 def train(cfg: RunConfig, progress: bool = True, run_dir: Path | None = None, resume: bool = False) -> dict:
+    if cfg.runtime.kind == "ray" and cfg.agent.cql_alpha > 0:
+        raise ValueError("agent.cql_alpha (Cal-QL's online phase) runs with runtime=local: the Ray "
+                         "actors do not compute episodes' Monte-Carlo bounds")
     if cfg.reset_free.enabled:
         if cfg.runtime.kind == "ray":
             raise ValueError("reset_free runs one env with two learners in this process: use runtime=local")

@@ -49,6 +49,7 @@ import torch.nn as nn
 
 from robot_rl.agents.bc import BCConfig, GaussianPolicyNet, gaussian_log_prob, obs_to_tensors, \
     set_encoder_normalization, vector_obs_spec
+from robot_rl.agents.conservative import calibrate, conservative_gap, cql_logsumexp  # noqa: F401 (re-exported)
 from robot_rl.agents.sac import compute_target_q, temperature_loss
 from robot_rl.networks import MLP, CriticEnsemble, ObservationEncoder, TanhGaussianActor
 from robot_rl.run_config import OfflineConfig  # the `agent` section of a `robot-rl offline` config
@@ -256,30 +257,6 @@ def load_offline_data(root, obs_keys: Optional[Sequence[str]] = None, gamma: flo
 
 
 # ---------------------------------------------------------------------------------- losses
-def calibrate(q_pi: torch.Tensor, mc_return: torch.Tensor) -> torch.Tensor:
-    """Cal-QL: ``max(Q(s, a_pi), G(s))`` for policy-action Q-values ``[N, B, n]`` and the
-    Monte-Carlo returns ``[B]`` of the batch's states. Where the bound binds, the gradient to
-    ``Q(s, a_pi)`` is zero: the regularizer stops pushing that value down."""
-    return torch.maximum(q_pi, mc_return.view(1, -1, 1).to(q_pi.dtype))
-
-
-def cql_logsumexp(q_rand: torch.Tensor, q_cur: torch.Tensor, q_next: torch.Tensor,
-                  logp_cur: torch.Tensor, logp_next: torch.Tensor, action_dim: int,
-                  temperature: float = 1.0, importance_sample: bool = True) -> torch.Tensor:
-    """CQL(H)'s ``temperature * logsumexp(Q / temperature)`` over sampled actions -> ``[N, B]``.
-
-    ``q_*``: ``[N, B, n]`` Q-values of n uniform actions, n policy actions at s, and n policy
-    actions at s' (all evaluated at s); ``logp_*``: ``[B, n]`` their log densities. With
-    importance sampling each sample is divided by its proposal density (``0.5^A`` for the
-    uniform box), making the sum a Monte-Carlo estimate of the integral over actions."""
-    if importance_sample:
-        cat = torch.cat([q_rand + action_dim * math.log(2.0),
-                         q_cur - logp_cur.unsqueeze(0), q_next - logp_next.unsqueeze(0)], dim=-1)
-    else:
-        cat = torch.cat([q_rand, q_cur, q_next], dim=-1)
-    return temperature * torch.logsumexp(cat / temperature, dim=-1)
-
-
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     """IQL's asymmetric square ``|tau - 1(diff < 0)| * diff^2`` (mean), ``diff = Q - V``."""
     weight = torch.where(diff < 0, 1.0 - expectile, expectile)
@@ -487,19 +464,12 @@ class CalQL(OfflineQLearner):
         ensemble-mean Q of the policy's actions at s (for logging)."""
         cfg, n, A, g = self.config, self.config.cql_n_actions, self.action_dim, self.generator
         B = feat.shape[0]
-        with torch.no_grad():  # the regularizer trains the critic only
-            feat_rep = feat.repeat_interleave(n, 0)
-            a_rand = torch.rand(B * n, A, generator=g, device=self.device) * 2.0 - 1.0
-            a_cur, logp_cur = self.actor.sample(feat_rep, generator=g)
-            a_next, logp_next = self.actor.sample(next_feat.repeat_interleave(n, 0), generator=g)
-        # one forward pass for the 3n sampled actions of every state
-        q_all = self.critic(feat_rep.repeat(3, 1), torch.cat([a_rand, a_cur, a_next]))
-        q_rand, q_cur, q_next = q_all.view(-1, 3, B, n).unbind(1)
-        if self.calibrated:
-            q_cur, q_next = calibrate(q_cur, mc_return), calibrate(q_next, mc_return)
-        lse = cql_logsumexp(q_rand, q_cur, q_next, logp_cur.view(B, n), logp_next.view(B, n), A,
-                            cfg.cql_temperature, cfg.cql_importance_sample)
-        return lse - q_data, q_cur.detach().mean()
+        a_rand = torch.rand(B * n, A, generator=g, device=self.device) * 2.0 - 1.0
+        cur_noise = torch.randn(B * n, A, generator=g, device=self.device)
+        next_noise = torch.randn(B * n, A, generator=g, device=self.device)
+        return conservative_gap(self.critic, self.actor, feat, next_feat, q_data, a_rand, cur_noise,
+                                next_noise, mc_return if self.calibrated else None,
+                                cfg.cql_temperature, cfg.cql_importance_sample)
 
     def update(self, batch: Mapping[str, Any]) -> Dict[str, float]:
         cfg, g = self.config, self.generator

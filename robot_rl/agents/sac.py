@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 from torch.optim.adam import adam as torch_adam  # torch.optim.Adam's update as a function
 
+from robot_rl.agents.conservative import conservative_gap
 from robot_rl.data.buffer import normalize_obs_spec
 from robot_rl.networks import (
     MLP,
@@ -407,6 +408,10 @@ class SACAgent:
         }
         gp = batch.get("grasp_penalty")
         b["grasp_penalty"] = self._tensor(gp).reshape(-1) if gp is not None else torch.zeros_like(b["reward"])
+        if self.config.cql_alpha > 0 and self.config.cql_calibrated:
+            if batch.get("mc_bound") is None:
+                raise ValueError("agent.cql_calibrated needs Monte-Carlo bounds ('mc_bound') in the batch")
+            b["mc_bound"] = self._tensor(batch["mc_bound"]).reshape(-1)
         return b
 
     # ------------------------------------------------------------------ losses (compilable, RNG-free)
@@ -421,7 +426,11 @@ class SACAgent:
         next_noise: torch.Tensor,
         idx: torch.Tensor,
         alpha: torch.Tensor,
+        conservative: Optional[Dict[str, Any]] = None,
     ):
+        """TD loss of the critic ensemble (+ the grasp critic's), plus, with ``conservative``
+        (Cal-QL's online phase: the random draws, Monte-Carlo bounds and weight from
+        ``_conservative_inputs``), the weighted conservative term of agents/conservative.py."""
         cfg = self.config
         reward = cfg.reward_scale * reward + cfg.reward_bias
         feat = self.encoder(obs)
@@ -435,6 +444,13 @@ class SACAgent:
         critic_loss = (q - target.unsqueeze(0)).pow(2).mean()
         stats = [critic_loss.detach(), q.detach().mean(), target.mean()]
         loss = critic_loss
+        if conservative is not None:
+            c = conservative
+            gap, q_pi = conservative_gap(self.critic, self.actor, feat, next_feat, q, c["rand_action"],
+                                         c["cur_noise"], c["next_noise"], c.get("bound"),
+                                         cfg.cql_temperature, cfg.cql_importance_sample)
+            loss = loss + c["weight"] * gap.mean()
+            stats += [gap.detach().mean(), q_pi]
         if self.grasp is not None:
             g_idx = grasp_action_to_index(action[:, -1])
             with torch.no_grad():
@@ -471,7 +487,7 @@ class SACAgent:
         cfg = self.config
         loss, feat, cstats = self._critic_loss(
             b["obs"], b["next_obs"], b["action"], b["reward"], b["terminated"], b["grasp_penalty"],
-            next_noise, idx, alpha,
+            next_noise, idx, alpha, b.get("conservative"),
         )
         self._step(self.critic_opt, loss, cfg.grad_clip_norm)
         self._polyak()
@@ -494,6 +510,34 @@ class SACAgent:
         clip_grad_norm_(grads, clip)
         adam_step_(params, grads, adam_state(opt, params), adam_settings(opt))
 
+    @property
+    def conservative(self) -> bool:
+        """Whether the critic loss has the conservative term (`agent.cql_alpha`)."""
+        return self.config.cql_alpha > 0
+
+    def cql_weight(self) -> float:
+        """The conservative term's weight at this critic step: `cql_alpha`, or its linear
+        schedule to `cql_alpha_end` over `cql_anneal_steps` updates."""
+        c = self.config
+        if c.cql_alpha_end is None:
+            return c.cql_alpha
+        frac = min(1.0, self.critic_steps / c.cql_anneal_steps)
+        return c.cql_alpha + frac * (c.cql_alpha_end - c.cql_alpha)
+
+    def _conservative_inputs(self, b: Mapping[str, Any], weight: float) -> Dict[str, Any]:
+        """The conservative term's random draws (from the agent's generator, after the TD
+        target's), the batch's Monte-Carlo bounds and this step's `weight` (a tensor, so a
+        changing weight does not recompile the compiled update)."""
+        c, g = self.config, self.generator
+        shape = (b["reward"].shape[0] * c.cql_n_actions, self.arm_dim)
+        out = {"rand_action": torch.rand(shape, generator=g, device=self.device) * 2.0 - 1.0,
+               "cur_noise": torch.randn(shape, generator=g, device=self.device),
+               "next_noise": torch.randn(shape, generator=g, device=self.device),
+               "weight": torch.tensor(weight, device=self.device)}
+        if c.cql_calibrated:
+            out["bound"] = b["mc_bound"]
+        return out
+
     def update(self, batch: Mapping[str, Any]) -> Dict[str, float]:
         """One critic (+grasp critic) update; actor & temperature every ``actor_update_every`` critic steps."""
         return self._update_prepared(self.prepare_batch(batch, augment=True))
@@ -505,6 +549,9 @@ class SACAgent:
         next_noise = torch.randn(B, self.arm_dim, generator=g, device=self.device)
         idx = subsample_indices(g, cfg.num_critics, cfg.critic_subsample)
         alpha = self.log_alpha.detach().exp()
+        cql_weight = self.cql_weight() if self.conservative else None
+        if cql_weight is not None:
+            b = {**b, "conservative": self._conservative_inputs(b, cql_weight)}
 
         actor_step = (self.critic_steps + 1) % self.actor_update_every == 0
         if self._compiled_update is not None:
@@ -513,13 +560,16 @@ class SACAgent:
         else:
             cstats, astats, t_loss = self._eager_update(b, next_noise, idx, alpha, actor_step)
         self.critic_steps += 1
-        names = ["critic_loss", "q", "target_q"] + (["grasp_loss", "grasp_q"] if self.grasp is not None else [])
+        names = (["critic_loss", "q", "target_q"] + (["cql_gap", "q_pi"] if self.conservative else [])
+                 + (["grasp_loss", "grasp_q"] if self.grasp is not None else []))
         metrics = dict(zip(names, cstats.tolist()))
         if actor_step:
             self.actor_steps += 1
             metrics.update(zip(["actor_loss", "entropy", "actor_q"], astats.tolist()))
             metrics["temperature_loss"] = float(t_loss)
         metrics["alpha"] = self.alpha
+        if cql_weight is not None:
+            metrics["cql_alpha"] = cql_weight
         metrics["critic_steps"] = self.critic_steps
         metrics["actor_steps"] = self.actor_steps
         return metrics

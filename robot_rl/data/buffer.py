@@ -42,6 +42,9 @@ __all__ = [
 ObsSpec = Dict[str, Tuple[Tuple[int, ...], np.dtype]]
 
 DEFAULT_EXTRA_SPEC: Dict[str, Tuple[Tuple[int, ...], Any]] = {"grasp_penalty": ((), np.float32)}
+# An extra's value when `info` lacks it, where 0 would mean something: no Monte-Carlo bound
+# (Cal-QL's calibration is a max, so -inf leaves the value free) until the episode ends
+EXTRA_DEFAULTS: Dict[str, float] = {"mc_bound": -np.inf}
 
 
 def _spec_entry(v: Any) -> Tuple[Tuple[int, ...], np.dtype]:
@@ -269,7 +272,7 @@ class ReplayBuffer:
             is_demo = bool(info.get("is_demo", self.default_is_demo))
         f["is_demo"][slot] = is_demo
         for k, arr in self._extras.items():
-            arr[slot] = info.get(k, 0)
+            arr[slot] = info.get(k, EXTRA_DEFAULTS.get(k, 0))
         self._trans_written += 1
         if terminated or truncated:
             self._last_next_fid = -1
@@ -310,6 +313,13 @@ class ReplayBuffer:
         for k, v in self._extras.items():
             batch[k] = v[slots]
         return batch
+
+    def set_extra(self, key: str, ids: np.ndarray, values: Any) -> None:
+        """Write an extra of stored transitions (by global id) after the fact, e.g. the
+        Monte-Carlo bounds of an episode once it has ended. Ids overwritten since are skipped."""
+        ids = np.asarray(ids, dtype=np.int64)
+        keep = ids >= self._valid_start
+        self._extras[key][ids[keep] % self.capacity] = np.asarray(values)[keep]
 
     def relabel(self, fn: Callable[[Dict[str, Any]], Tuple[np.ndarray, np.ndarray]],
                 chunk: int = 256) -> int:

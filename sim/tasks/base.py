@@ -60,6 +60,16 @@ class SimTask(TaskBase):
         if env.gripper is not None:
             env.gripper.command(env.gripper.max_width)
 
+    def home_arm(self, env, rng: np.random.Generator) -> None:
+        """Only the arm back to a start pose (open gripper first, so a held object drops where
+        it is); the objects are left as they are, as on a real arm resetting itself."""
+        if env.gripper is not None:
+            env.gripper.command(env.gripper.max_width)
+            self.settle(0.2)
+        start = self.start_pos + rng.uniform(-1, 1, 3) * self.start_noise
+        env.arm.move_to_joints(self.world.ik(start, DOWN, self._q_start))
+        self.settle(0.1)
+
     def settle(self, seconds: float = 0.1) -> None:
         self.world.advance(seconds)
 

@@ -86,6 +86,29 @@ def test_reset_free_legs_alternate_without_touching_the_scene():
     env.close()
 
 
+def test_home_arm_resets_only_the_arm():
+    """`home_arm` (reset-free training's default, as SERL's robot resets itself): the arm goes
+    back to its start region with the gripper open, and a cube it was holding drops where it
+    is; nothing else is moved."""
+    env = gym.make("robot_rl/PandaRelocate-v0")
+    task = env.unwrapped.task
+    expert = make_expert(env, seed=2)
+    env.reset(seed=3)
+    expert.reset()
+    for _ in range(env.spec.max_episode_steps):  # until the cube is carried up
+        env.step(expert.act())
+        if task.cube_pos[2] > TABLE_Z + task.half + 0.05:
+            break
+    held = task.cube_pos.copy()
+    assert held[2] > TABLE_Z + task.half + 0.05
+    env.reset(options={"reset_free": True, "home_arm": True, "direction": "backward"})
+    assert np.all(np.abs(task.tcp - task.start_pos) <= task.start_noise + 0.01)
+    assert env.unwrapped.gripper.state().width > 2 * task.half + 0.005  # open
+    np.testing.assert_allclose(task.cube_pos[:2], held[:2], atol=0.03)  # dropped in place
+    assert task.cube_pos[2] < held[2] - 0.03
+    env.close()
+
+
 def test_direction_errors_name_the_choices():
     with pytest.raises(ValueError, match="forward"):
         gym.make("robot_rl/PandaRelocate-v0", direction="sideways")
