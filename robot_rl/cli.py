@@ -136,6 +136,11 @@ def _cmd_bench(args) -> int:
                      gym_hil_python=args.gym_hil_python, runs_dir=args.runs_dir,
                      overrides=args.overrides)
         return 0
+    if args.what == "finetune":
+        from robot_rl.bench import finetune
+        finetune.run(seeds=args.seeds or 1, json_path=args.json, runs_dir=str(Path(args.runs_dir) / "finetune"),
+                     overrides=args.overrides)
+        return 0
     if args.what == "reset-free":
         from robot_rl.bench import reset_free
         reset_free.run(seeds=args.seeds or 1, json_path=args.json, runs_dir=args.runs_dir,
@@ -214,18 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")
     b.add_argument("what", choices=["sim", "learn", "robot", "rewards", "classifier-reward",
-                                      "distributed", "language", "vgps", "mjx", "external", "reset-free",
+                                      "distributed", "language", "vgps", "mjx", "external", "finetune", "reset-free",
                                       "report"])
     b.add_argument("--json", help="write the results here")
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--rounds", type=int, default=3)
     b.add_argument("--seeds", type=int, help="learn, classifier-reward, language, vgps: seeds "
-                                             "(default 3); external, reset-free: training seeds (default 1)")
+                                             "(default 3); external, finetune, reset-free: training seeds (default 1)")
     b.add_argument("--task", help="learn: comma list of throughput,replay,state,vision; "
                                   "external: of pick_cube,gym_hil_pick_cube,fetch_reach")
     b.add_argument("--quick", action="store_true", help="learn: throughput, replay, one state seed")
     b.add_argument("--runs-dir", default="runs/bench", help="learn: where benchmark runs go")
-    b.add_argument("overrides", nargs="*", help="learn / classifier-reward / reset-free: config overrides for the training runs")
+    b.add_argument("overrides", nargs="*", help="learn / classifier-reward / finetune / reset-free: config overrides for the training runs")
     b.add_argument("--host", help="robot: Franka host (default: start a franky-sim on loopback)")
     b.add_argument("--cameras", choices=["opencv", "realsense", "mixed"], default="opencv",
                    help="robot: the two cameras used")

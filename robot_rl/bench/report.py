@@ -133,6 +133,37 @@ def mjx(d: dict, save: SaveCurves) -> str:
             + f"\n\nCPU MuJoCo baseline in the same run: {_num(d['cpu_mujoco_steps_per_s'])} env steps/s.")
 
 
+def finetune(d: dict, save: SaveCurves) -> str:
+    arms = {"calql": "Cal-QL online, from the offline run", "rlpd_init": "RLPD, from the offline run",
+            "rlpd_scratch": "RLPD from scratch, same data"}
+    rows, curves = [], {}
+    for s in d["seeds"]:
+        rows.append([f"seed {s['seed']}: offline policy", _pct(s["offline_success"]), "-", "-", "-"])
+        for arm, label in arms.items():
+            r = s[arm]
+            rows.append([label, _pct(r["curve"][0][1] if r["curve"] else None),
+                         "-" if r["dip"] is None else f"{100 * r['dip']:+.0f} points",
+                         _num(r["steps_to_90"]), _pct(r["final_success"])])
+            curves[f"{label} (seed {s['seed']})"] = r["curve"]
+    return (f"{d['task']}.\n\n"
+            + _table(["run", "first eval (500 steps)", "dip below offline (first 2000 steps)",
+                      "env steps to 90%", "final"], rows)
+            + "\n\n" + save("finetune", "Offline-to-online fine-tuning, PandaPickCube", curves))
+
+
+def reset_free(d: dict, save: SaveCurves) -> str:
+    rows = []
+    for s in d["seeds"]:
+        for mode, label in (("episodic", "episodic (a reset before every episode)"),
+                            ("reset_free", "reset-free, forward + backward learners")):
+            r = s[mode]
+            rows.append([f"{label}, seed {s['seed']}", _num(r["env_steps"]), _pct(r["forward_success"]),
+                         _num(r["real_resets"]), _num(r["manual_resets"]), _num(r["wall_clock_s"])])
+    return (f"{d['task']}; forward success on {d['eval']}.\n\n"
+            + _table(["training", "env steps", "forward success", "real resets after the first",
+                      "by hand", "wall-clock s"], rows))
+
+
 # (JSON name prefix, section title, reproducing command, builder); a JSON matching no entry is
 # listed with its top-level numbers, so nothing in bench/ is left off the page.
 SECTIONS = [
@@ -148,6 +179,10 @@ SECTIONS = [
     ("distributed", "Distributed actors + learner (Ray)",
      "robot-rl bench distributed --json bench/distributed.json", distributed),
     ("mjx", "Batched MJX simulation", "robot-rl bench mjx --json bench/mjx.json", mjx),
+    ("finetune", "Offline-to-online fine-tuning", "robot-rl bench finetune --json bench/finetune.json", finetune),
+    ("reset_free", "Reset-free training vs episodic",
+     "robot-rl bench reset-free train.total_env_steps=12000 train.eval_every=2000 train.eval_episodes=20 "
+     "--json bench/reset_free.json", reset_free),
 ]
 
 
