@@ -256,12 +256,31 @@ class ResetFreeConfig:
 
 @dataclass
 class InitConfig:
-    """`init`: start the learner from an earlier run instead of from scratch (offline-to-online
-    fine-tuning). `init.from=RUN_DIR` on the command line."""
+    """`init`: start the learner from an earlier run or a pretrained policy instead of from
+    scratch (offline-to-online fine-tuning). `init.from=SOURCE` on the command line."""
     from_: Optional[str] = setting(
-        None, "a `robot-rl offline` run directory (Cal-QL / CQL / IQL: its critic.pt) or critic.pt itself")
-    critic: bool = setting(True, "take the critic ensemble (and its target) from the run")
+        None, "a `robot-rl offline` run directory (Cal-QL / CQL / IQL: its critic.pt, or the file); "
+              "or a policy: a `robot-rl bc` run (its policy.pt) or an http(s):// policy server, "
+              "run in the env and distilled into the actor")
+    critic: bool = setting(True, "take the critic ensemble (and its target) from an offline run")
     actor: bool = setting(True, "take the actor and temperature (Cal-QL / CQL runs)")
+    rollouts: int = setting(20, "a policy source: episodes it runs in the env before RL (stored in "
+                                "the replay, counted as env steps)")
+    distill_steps: int = setting(2000, "a policy source: behaviour-cloning steps fitting the actor "
+                                       "to its rollouts' actions")
+    instruction: Optional[str] = setting(None, "a policy server: the language instruction sent with every request")
+    timeout: float = setting(10.0, "a policy server: seconds to wait for each reply")
+    policy_low: Optional[List[float]] = setting(
+        None, "a policy whose actions are not in the env's units: its action box (low), mapped "
+              "onto the learner's [-1, 1]")
+    policy_high: Optional[List[float]] = setting(None, "... and its high end")
+
+    def __post_init__(self) -> None:
+        if self.rollouts < 1 or self.distill_steps < 0:
+            raise ValueError(f"init.rollouts must be >= 1 and init.distill_steps >= 0, got "
+                             f"{self.rollouts} and {self.distill_steps}")
+        if not self.timeout > 0:
+            raise ValueError(f"init.timeout must be > 0 seconds, got {self.timeout}")
 
 
 @dataclass

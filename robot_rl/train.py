@@ -158,16 +158,55 @@ class Trainer:
         else:
             self._warm_start()
             self._load_demos()
+            self._distill_prior_policy()
 
     def _warm_start(self) -> None:
         """`init.from`: weights and input normalization from an earlier run; the normalization
         stays as that run froze it (the weights were trained on inputs scaled that way)."""
+        from robot_rl.agents.warm_start import is_policy_source, warm_start
         init = self.cfg.init
-        if init.from_ is None:
+        if init.from_ is None or is_policy_source(init.from_):
             return
-        from robot_rl.agents.warm_start import warm_start
         print(warm_start(self.agent, init.from_, critic=init.critic, actor=init.actor))
         self.normalized = True
+
+    def _distill_prior_policy(self) -> None:
+        """`init.from` a policy (a BC run, a policy server): it runs `init.rollouts` episodes in
+        the env (stored and counted like any env steps), then the actor is fit to its actions."""
+        from robot_rl.agents.warm_start import distill_actor, is_policy_source, load_prior_policy
+        from robot_rl.envs import LearnerEnv, find_wrapper
+        from tqdm import tqdm
+        init = self.cfg.init
+        if not is_policy_source(init.from_):
+            return
+        if not init.actor:
+            raise ValueError(f"init.from={init.from_} is a policy: it only seeds the actor, and init.actor=false")
+        env = self.env
+        policy, rescale = load_prior_policy(init, {k: sp.shape for k, sp in env.observation_space.spaces.items()},
+                                            env.action_space.shape[0])
+        scale = find_wrapper(env, LearnerEnv).scale
+        ep = EpisodeStats()
+        successes = 0
+        for _ in tqdm(range(init.rollouts), desc=f"rollouts of {init.from_}", disable=not self.progress):
+            obs, _ = env.reset(seed=self._episode_seed())
+            while True:
+                a = np.asarray(policy.act(obs), np.float32)
+                a = a[0] if a.ndim == 2 else a  # a chunk of H actions: execute its first, ask again
+                action = rescale(a) if rescale is not None else scale.to_policy(a)
+                next_obs, reward, term, trunc, info = env.step(action)
+                self.record(obs, action, reward, next_obs, term, trunc, info, ep, learn=False, prior=True)
+                obs = next_obs
+                if term or trunc:
+                    successes += bool(info["is_success"])
+                    break
+        if self.cfg.train.normalize_obs:  # the actor is fit on the inputs RL will see
+            self._freeze_normalization()
+        fit = distill_actor(self.agent, self.online.sample_fn(self.cfg.agent.batch_size, self.rng),
+                            init.distill_steps, lr=self.cfg.agent.actor_lr)
+        self.metrics.log("distill", self.step, rollouts=init.rollouts, success_rate=successes / init.rollouts, **fit)
+        print(f"{init.from_}: {successes}/{init.rollouts} rollouts succeeded ({self.step} env steps); "
+              f"actor fit to its actions in {init.distill_steps} steps (NLL {fit['nll_start']:.2f} -> "
+              f"{fit['nll_end']:.2f})")
 
     def _make_envs(self):
         """The env this process steps and the evaluation env."""
@@ -465,6 +504,10 @@ def train(cfg: RunConfig, progress: bool = True, run_dir: Path | None = None, re
     if cfg.runtime.kind == "ray" and cfg.agent.cql_alpha > 0:
         raise ValueError("agent.cql_alpha (Cal-QL's online phase) runs with runtime=local: the Ray "
                          "actors do not compute episodes' Monte-Carlo bounds")
+    from robot_rl.agents.warm_start import is_policy_source
+    if is_policy_source(cfg.init.from_) and (cfg.runtime.kind == "ray" or cfg.reset_free.enabled):
+        raise ValueError(f"init.from={cfg.init.from_} (a policy to distil) runs with episodic "
+                         f"runtime=local training")
     if cfg.reset_free.enabled:
         if cfg.runtime.kind == "ray":
             raise ValueError("reset_free runs one env with two learners in this process: use runtime=local")

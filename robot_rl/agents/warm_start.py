@@ -1,4 +1,11 @@
-"""Start an online SAC agent from an offline run (`init.from`): offline-to-online fine-tuning.
+"""Start an online SAC agent from an earlier run or a pretrained policy (`init.from`).
+
+Two kinds of source:
+- a `robot-rl offline` run (Cal-QL / CQL / IQL): its weights load as they are
+  (`warm_start`, offline-to-online fine-tuning);
+- a policy behind the `Policy` protocol (a `robot-rl bc` run, or a generalist behind an
+  `http(s)://` policy server, `load_prior_policy`): the trainer runs it in the env and the
+  actor is fit to its actions by behaviour cloning on those rollouts (`distill_actor`).
 
 A `robot-rl offline` run (Cal-QL, CQL or IQL, robot_rl/agents/offline.py) builds its critic
 ensemble, actor and input normalization from the same modules as `SACAgent`, so its weights
@@ -10,8 +17,9 @@ network shapes, the discount and the reward scale the Q-values are expressed in.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Mapping
 
+import numpy as np
 import torch
 
 from robot_rl.agents.sac import SACAgent
@@ -27,9 +35,8 @@ def offline_checkpoint(source: str | Path) -> Path:
     if p.is_dir():
         if (p / "critic.pt").exists():
             return p / "critic.pt"
-        hint = " (a BC run: BC policies cannot seed the SAC actor yet)" if (p / "policy.pt").exists() else ""
-        raise WarmStartError(f"init.from={source}: no critic.pt in that directory{hint}; "
-                             f"expected a `robot-rl offline` run")
+        raise WarmStartError(f"init.from={source}: no critic.pt (offline run) or policy.pt (BC run) "
+                             f"in that directory")
     if not p.exists():
         raise WarmStartError(f"init.from={source}: no such file or directory")
     return p
@@ -104,3 +111,77 @@ def warm_start(agent: SACAgent, source: str | Path, critic: bool = True, actor: 
             agent.log_alpha.copy_(state["log_alpha"])
         taken.append("actor and temperature")
     return f"initialized {', '.join(taken)} from {path} ({state['algo']}, {state['steps']} offline steps)"
+
+
+# ---------------------------------------------------------------------------- from a policy
+
+def is_policy_source(source: str | Path | None) -> bool:
+    """Whether `init.from` names a policy to distil (a BC run, a policy server) rather than an
+    offline run's weights."""
+    if source is None:
+        return False
+    s = str(source)
+    if s.startswith(("http://", "https://")):
+        return True
+    p = Path(s)
+    return (p.is_dir() and (p / "policy.pt").exists() and not (p / "critic.pt").exists()) or \
+        (p.is_file() and p.name == "policy.pt")
+
+
+def load_prior_policy(init: Any, obs_shapes: Mapping[str, tuple], action_dim: int):
+    """The `Policy` named by `init.from` (see `InitConfig`), its actions mapped into the
+    learner's [-1, 1] box when `init.policy_low/policy_high` give its own box; None otherwise
+    (its actions are then in the env's own units, as a dataset's are)."""
+    from robot_rl.policies.base import ActionRescale
+    source = str(init.from_)
+    if source.startswith(("http://", "https://")):
+        from robot_rl.policies.http import HTTPPolicy
+        policy = HTTPPolicy(source, instruction=init.instruction, timeout=init.timeout, action_dim=action_dim)
+    else:
+        from robot_rl.agents.bc import BCAgent
+        from robot_rl.policies.bc import BCPolicy
+        path = Path(source) / "policy.pt" if Path(source).is_dir() else Path(source)
+        bc = BCAgent.load(path)
+        wanted = {k: tuple(shape) for k, (shape, _) in bc.obs_spec.items()}
+        if any(tuple(obs_shapes.get(k, ())) != shape for k, shape in wanted.items()):
+            raise WarmStartError(f"init.from={source}: the BC policy reads observation keys {wanted}, "
+                                 f"the env gives {dict(obs_shapes)}; train it on data with the env's "
+                                 f"observations (robot-rl bc data.obs_keys=...)")
+        if bc.action_dim != action_dim:
+            raise WarmStartError(f"init.from={source}: the BC policy's actions have {bc.action_dim} "
+                                 f"dims, the env's {action_dim}")
+        policy = BCPolicy(bc, deterministic=True)  # its mean: what it means to do; SAC explores later
+    rescale = None
+    if init.policy_low is not None or init.policy_high is not None:
+        if init.policy_low is None or init.policy_high is None or \
+                not len(init.policy_low) == len(init.policy_high) == action_dim:
+            raise WarmStartError(f"init.policy_low and init.policy_high must both be set, with "
+                                 f"{action_dim} values each (the policy's own action box)")
+        rescale = ActionRescale(init.policy_low, init.policy_high, clip=True)
+    return policy, rescale
+
+
+def distill_actor(agent: SACAgent, sample: Callable[[], Mapping[str, Any]], steps: int,
+                  lr: float = 3e-4) -> Dict[str, float]:
+    """Fit the actor (and the observation encoder it reads) to the actions in `sample()`'s
+    batches by maximum likelihood under its tanh-Gaussian: the stored actions are the prior
+    policy's, in the learner's [-1, 1] box. A grasp critic's gripper dim is left to Q-learning.
+    Returns the negative log-likelihood before and after."""
+    params = list(agent.actor.parameters()) + [p for p in agent.encoder.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    eps = 1e-3  # keeps atanh finite for saturated actions (a gripper at exactly +-1)
+    nll = []
+    for _ in range(steps):
+        b = agent.prepare_batch(sample())
+        feat = agent.encoder(b["obs"])
+        a = b["action"][:, :agent.arm_dim].clamp(-1 + eps, 1 - eps)
+        mean, log_std = agent.actor(feat)
+        # -log N(atanh(a); mean, std) (the tanh Jacobian does not depend on the weights)
+        loss = (0.5 * ((torch.atanh(a) - mean) / log_std.exp()).pow(2) + log_std).sum(-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        nll.append(loss.item())
+    if agent.target_encoder is not None:
+        agent.target_encoder.load_state_dict(agent.encoder.state_dict())
+    return {"nll_start": nll[0] if nll else float("nan"), "nll_end": float(np.mean(nll[-20:])) if nll else float("nan")}
