@@ -150,6 +150,24 @@ class FrankaPegInsert(TaskBase):
                        success=success)
 
 
+class ScriptedInsertion:
+    """A demo source for `FrankaPegInsert` on a cell whose insertion pose is known (franky-sim,
+    or a `target_pose` you measured): moves the TCP straight to it,
+    `robot-rl demos --policy robot_rl.hardware.franka_env:ScriptedInsertion`. Its actions go
+    through the env, so through `SafeArm`, as a learner's do. On a real cell teleoperation is
+    the usual demo source (docs/teleop.md)."""
+
+    def __init__(self, env):
+        self.task = env.unwrapped.task
+        if tuple(self.task.action.dofs) != ("x", "y", "z") or self.task.action.gripper:
+            raise ValueError(f"ScriptedInsertion acts on x, y, z only; the task's action dofs are "
+                             f"{self.task.action.dofs} (gripper: {self.task.action.gripper})")
+
+    def __call__(self, obs) -> np.ndarray:
+        tcp = np.asarray(obs["state"][:3], float)  # the measured TCP position leads the state
+        return np.clip((self.task.target_pos - tcp) / self.task.action.step_pos, -1.0, 1.0)
+
+
 def _params(p) -> ImpedanceParams:
     if isinstance(p, ImpedanceParams):
         return p

@@ -20,18 +20,38 @@ def scripted_policy(env, policy: str | None, noise: float = 0.0, fail_prob: floa
     env's own units: our experts act on the learner's observation (their env's own), a user's
     policy on the raw observation of the env `LearnerEnv` wraps."""
     if policy is not None:
-        fn = load_callable(policy, "demos.policy")
-        if is_factory(fn):
-            fn = fn(env.env)
-        lo, hi = env.scale.low, env.scale.high  # the env receives no more than its bounds
-        return (lambda: getattr(fn, "reset", lambda: None)()), \
-            (lambda obs: np.clip(np.asarray(fn(env.raw_obs), np.float64), lo, hi))
+        return _user_policy(env, policy, noise, fail_prob, seed)
     if not is_ours(env.spec.id if env.spec else ""):
         raise EnvSpecError(f"no scripted expert for {env.spec.id if env.spec else env!r}: set "
                            f"demos.policy to a 'module:callable' policy, or demos.dataset")
     from robot_rl.sim.tasks import make_expert
     expert = make_expert(env, noise=noise, fail_prob=fail_prob, seed=seed)
     return expert.reset, expert.act
+
+
+def _user_policy(env, policy: str, noise: float, fail_prob: float, seed: int):
+    """A user's policy hook with the same mixed-quality knobs as our experts: Gaussian action
+    noise (`noise`, in units of the action range's half-width) and, with probability
+    `fail_prob` per episode, a botched episode of uniform random actions."""
+    fn = load_callable(policy, "demos.policy")
+    if is_factory(fn):
+        fn = fn(env.env)
+    lo, hi = env.scale.low, env.scale.high  # the env receives no more than its bounds
+    rng = np.random.default_rng(seed)
+    failing = [False]
+
+    def reset():
+        getattr(fn, "reset", lambda: None)()
+        failing[0] = rng.random() < fail_prob
+
+    def act(obs):
+        if failing[0]:
+            return rng.uniform(lo, hi)
+        a = np.asarray(fn(env.raw_obs), np.float64)
+        if noise > 0:
+            a = a + rng.normal(0.0, noise, a.shape) * (hi - lo) / 2
+        return np.clip(a, lo, hi)
+    return reset, act
 
 
 def collect_scripted_demos(env, episodes: int, out: str, seed: int = 0,

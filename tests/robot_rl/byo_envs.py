@@ -119,6 +119,11 @@ if "ByoReachNoLimit-v0" not in gym.registry:
     gym.register("ByoReachNoLimit-v0", entry_point="byo_envs:ByoReach")
 
 
+def pendulum_still_policy(obs):
+    """No torque at all (a policy whose recorded actions show exactly what was added to it)."""
+    return np.zeros(1)
+
+
 def pendulum_swing_policy(obs):
     """Bang-bang swing-up for Pendulum under BoxToDict; asks for more torque than the env's
     bound of 2 (the recorder clips to the bounds)."""

@@ -138,6 +138,25 @@ def test_wrapped_box_to_dict_env_writes_demos(tmp_path):
     assert np.abs(ep["action"]).max() == pytest.approx(2.0)
 
 
+def test_policy_hook_demos_take_action_noise_and_botched_episodes(tmp_path):
+    """--noise and --fail-prob on a user's policy, as on our experts: Gaussian noise in
+    half-widths of the action range, and whole episodes of uniform random actions."""
+    cfg = EnvConfig(id="Pendulum-v1", wrappers=["byo_envs:BoxToDict"])
+
+    def actions(noise, fail_prob):
+        out = tmp_path / f"still_{noise}_{fail_prob}"
+        collect_scripted_demos(cfg, 2, str(out), policy="byo_envs:pendulum_still_policy", seed=1,
+                               noise=noise, fail_prob=fail_prob)
+        ds = LeRobotDataset(out)
+        return np.concatenate([np.asarray(ds.episode(i)["action"]).ravel() for i in range(2)])
+
+    assert np.all(actions(0.0, 0.0) == 0.0)
+    noisy = actions(0.5, 0.0)  # N(0, 0.5 * 2), clipped to Pendulum's +-2
+    assert abs(noisy.mean()) < 0.15 and 0.85 < noisy.std() < 1.05
+    botched = actions(0.0, 1.0)  # uniform on [-2, 2]
+    assert abs(botched.mean()) < 0.2 and 0.2 < np.mean(np.abs(botched) > 1.5) < 0.3
+
+
 @pytest.mark.slow
 def test_policy_hook_demos_then_training_reaches_success(tmp_path):
     """demos.policy (a factory taking the env) on a goal-dict image env with `success` only in
