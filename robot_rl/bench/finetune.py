@@ -7,7 +7,9 @@ policy's success, then three online runs at equal env steps, all with the datase
 demos (config/finetune_pick_cube.yaml):
 - calql:        Cal-QL's online phase from the offline run (conservative term kept);
 - rlpd_init:    SAC/RLPD from the same initialization (`agent.cql_alpha=0`);
-- rlpd_scratch: SAC/RLPD from scratch with the same data (no `init.from`).
+- rlpd_scratch: SAC/RLPD from scratch with the same data (no `init.from`);
+- bc_init:      SAC/RLPD whose actor starts as a BC policy trained on the same data
+                (config/bc_pick_cube.yaml; `init.from` the BC run: 10 rollouts, then distilled).
 Reported: success curves (50 held-out seeds every 500 steps), the initial dip (offline
 success minus the lowest eval success in the first 2000 online steps; Cal-QL's "unlearning"
 measure, target <= 0.10) and env steps to 90%.
@@ -20,6 +22,7 @@ from pathlib import Path
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 ENV_ID = "robot_rl/PandaPickCube-v0"
 DIP_WINDOW = 2000
+ARMS = ("calql", "rlpd_init", "rlpd_scratch", "bc_init")
 
 
 def offline_success(cfg) -> float:
@@ -46,8 +49,8 @@ def summarize(curve: list[tuple[int, float]], start: float | None) -> dict:
 def one_seed(seed: int, runs_dir: Path, overrides: list[str]) -> dict:
     from robot_rl import config as cfgmod
     from robot_rl.demos import collect_scripted_demos
-    from robot_rl.offline import run_offline
-    from robot_rl.run_config import OfflineRunConfig, load_config
+    from robot_rl.offline import run_bc, run_offline
+    from robot_rl.run_config import BCRunConfig, OfflineRunConfig, load_config
     from robot_rl.train import train
     data = runs_dir / f"pick_mixed_seed{seed}"
     if not (data / "meta" / "info.json").exists():
@@ -59,11 +62,16 @@ def one_seed(seed: int, runs_dir: Path, overrides: list[str]) -> dict:
                           [f"seed={seed}", f"runs_dir={runs_dir}", f"name=offline_seed{seed}",
                            f"data.dataset={data}"])
         run_offline(off)
+    bc_dir = runs_dir / f"bc_seed{seed}"
+    if not (bc_dir / "policy.pt").exists():
+        run_bc(cfgmod.load(BCRunConfig, str(CONFIG_DIR / "bc_pick_cube.yaml"),
+                           [f"seed={seed}", f"runs_dir={runs_dir}", f"name=bc_seed{seed}", f"data.dataset={data}"]))
     common = [f"seed={seed}", f"runs_dir={runs_dir}", f"demos.dataset={data}", "train.eval_every=500",
               "train.eval_episodes=50", "train.total_env_steps=6000", "train.checkpoint_every=6000", *overrides]
     arms = {"calql": [f"init.from={offline_dir}"],
             "rlpd_init": [f"init.from={offline_dir}", "agent.cql_alpha=0"],
-            "rlpd_scratch": ["init.from=null", "agent.cql_alpha=0"]}
+            "rlpd_scratch": ["init.from=null", "agent.cql_alpha=0"],
+            "bc_init": [f"init.from={bc_dir}", "init.rollouts=10", "agent.cql_alpha=0"]}
     out: dict = {"seed": seed}
     for arm, extra in arms.items():
         cfg = load_config(str(CONFIG_DIR / "finetune_pick_cube.yaml"), [*common, f"name={arm}_seed{seed}", *extra])
@@ -73,8 +81,11 @@ def one_seed(seed: int, runs_dir: Path, overrides: list[str]) -> dict:
         res = train(cfg)
         rows = [json.loads(x) for x in (Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
         curve = [(r["step"], r["success_rate"]) for r in rows if r["kind"] == "eval"]
-        start = out["offline_success"] if arm != "rlpd_scratch" else None
+        start = out["offline_success"] if arm in ("calql", "rlpd_init") else None
         out[arm] = {**summarize(curve, start), "wall_clock_s": res["wall_clock_s"]}
+        distilled = [r for r in rows if r["kind"] == "distill"]
+        if distilled:  # the BC policy's own rollouts, before RL: where this arm starts from
+            out[arm].update(prior_success=distilled[0]["success_rate"], prior_steps=distilled[0]["step"])
         print(json.dumps({arm: out[arm]}))
     return out
 
@@ -87,7 +98,7 @@ def run(seeds: int = 1, json_path: str | None = None, runs_dir: str = "runs/benc
     for s in per_seed:
         print(f"seed {s['seed']}: offline {s['offline_success']:.0%}; " + "; ".join(
             f"{arm} dip {s[arm]['dip']}, steps to 90% {s[arm]['steps_to_90']}, final {s[arm]['final_success']:.0%}"
-            for arm in ("calql", "rlpd_init", "rlpd_scratch")))
+            for arm in ARMS if arm in s))
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2))
     return result

@@ -135,18 +135,22 @@ def mjx(d: dict, save: SaveCurves) -> str:
 
 def finetune(d: dict, save: SaveCurves) -> str:
     arms = {"calql": "Cal-QL online, from the offline run", "rlpd_init": "RLPD, from the offline run",
-            "rlpd_scratch": "RLPD from scratch, same data"}
+            "rlpd_scratch": "RLPD from scratch, same data", "bc_init": "RLPD, actor from a BC run on the same data"}
     rows, curves = [], {}
     for s in d["seeds"]:
         rows.append([f"seed {s['seed']}: offline policy", _pct(s["offline_success"]), "-", "-", "-"])
         for arm, label in arms.items():
+            if arm not in s:  # runs before the arm existed
+                continue
             r = s[arm]
+            curves[f"{label} (seed {s['seed']})"] = r["curve"]
+            if "prior_success" in r:
+                label += f" (its {r['prior_steps']} rollout steps: {_pct(r['prior_success'])} success)"
             rows.append([label, _pct(r["curve"][0][1] if r["curve"] else None),
                          "-" if r["dip"] is None else f"{100 * r['dip']:+.0f} points",
                          _num(r["steps_to_90"]), _pct(r["final_success"])])
-            curves[f"{label} (seed {s['seed']})"] = r["curve"]
     return (f"{d['task']}.\n\n"
-            + _table(["run", "first eval (500 steps)", "dip below offline (first 2000 steps)",
+            + _table(["run", "first eval", "dip below offline (first 2000 steps)",
                       "env steps to 90%", "final"], rows)
             + "\n\n" + save("finetune", "Offline-to-online fine-tuning, PandaPickCube", curves))
 
