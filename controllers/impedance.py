@@ -45,8 +45,16 @@ class ImpedanceParams:
         object.__setattr__(self, "clip_high", _six(self.clip_high))
         if self.damping is not None:
             object.__setattr__(self, "damping", _six(self.damping))
-        if min(self.stiffness) < 0:
-            raise ValueError(f"stiffness must be >= 0, got {self.stiffness}")
+        for name in ("stiffness", "damping", "clip_low", "clip_high", "nullspace_stiffness",
+                     "nullspace_damping", "max_torque_rate", "q_nullspace"):
+            v = getattr(self, name)  # NaN passes every comparison below: refuse it first
+            if v is not None and not np.all(np.isfinite(np.asarray(v, float))):
+                raise ValueError(f"ImpedanceParams.{name} must be finite, got {v}")
+        if min(self.stiffness) < 0 or (self.damping is not None and min(self.damping) < 0):
+            raise ValueError(f"stiffness and damping must be >= 0, got {self.stiffness} / {self.damping}")
+        if self.nullspace_stiffness < 0 or (self.nullspace_damping is not None and self.nullspace_damping < 0):
+            raise ValueError(f"nullspace gains must be >= 0, got {self.nullspace_stiffness} / "
+                             f"{self.nullspace_damping}")
         if max(self.clip_low) > 0 or min(self.clip_high) < 0:
             raise ValueError("error clip must satisfy clip_low <= 0 <= clip_high on every axis, "
                              f"got low={self.clip_low} high={self.clip_high}")

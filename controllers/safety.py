@@ -37,11 +37,19 @@ class SafetyBox:
     max_step_rot: float = 0.3    # [rad]
 
     def __post_init__(self):
+        # NaN compares false with everything: without these checks a NaN bound or step limit
+        # silently disables the limit (a NaN max_step_pos let a 0.30 m step through)
+        for name in ("xyz_low", "xyz_high", "rpy_low", "rpy_high"):
+            v = np.asarray(getattr(self, name), float)
+            if v.shape != (3,) or not np.all(np.isfinite(v)):
+                raise ValueError(f"SafetyBox.{name} needs 3 finite values, got {getattr(self, name)}")
         lo, hi = np.asarray(self.xyz_low, float), np.asarray(self.xyz_high, float)
-        if lo.shape != (3,) or hi.shape != (3,) or np.any(lo > hi):
+        if np.any(lo > hi):
             raise ValueError(f"xyz_low must be <= xyz_high (3 values each), got {lo} / {hi}")
-        if np.asarray(self.rpy_low).shape != (3,) or np.asarray(self.rpy_high).shape != (3,):
-            raise ValueError("rpy_low / rpy_high need 3 values each")
+        for name in ("max_step_pos", "max_step_rot"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
+                raise ValueError(f"SafetyBox.{name} must be a finite number > 0, got {v!r}")
 
     def _rpy_center_halfwidth(self):
         lo, hi = np.asarray(self.rpy_low, float), np.asarray(self.rpy_high, float)
@@ -79,11 +87,20 @@ class SafetyBox:
         return np.asarray(target_pos, float), np.asarray(target_quat, float)
 
     def apply(self, target_pos, target_quat, ref_pos=None, ref_quat=None):
-        """Validate, delta-limit (when a reference is given) and clip into the box."""
+        """Validate, then bound the target. Without a reference: clipped into the box. With a
+        reference (the last commanded pose) inside the box: delta-limited from it, then clipped
+        (both keep it within a step of the reference). With a reference outside the box (after
+        a joint reset, a push, a reconnect): a step from it towards the clipped target, so the
+        arm comes into the box a step at a time instead of jumping to its edge."""
         target_pos = check_finite("target position", target_pos, (3,))
         target_quat = check_finite("target quaternion", target_quat, (4,))
         if abs(np.linalg.norm(target_quat) - 1.0) > 1e-3:
             raise UnsafeCommandError(f"target quaternion is not unit length: {target_quat}")
-        if ref_pos is not None:
+        if ref_pos is None:
+            return self.clip_position(target_pos), self.clip_orientation(target_quat)
+        ref_pos, ref_quat = np.asarray(ref_pos, float), np.asarray(ref_quat, float)
+        if self.contains(ref_pos, ref_quat):
             target_pos, target_quat = self.limit_step(target_pos, target_quat, ref_pos, ref_quat)
-        return self.clip_position(target_pos), self.clip_orientation(target_quat)
+            return self.clip_position(target_pos), self.clip_orientation(target_quat)
+        return self.limit_step(self.clip_position(target_pos), self.clip_orientation(target_quat),
+                               ref_pos, ref_quat)

@@ -129,6 +129,12 @@ class FrankaPegInsert(TaskBase):
         quat = rpy_to_quat(self.target_rpy + [0.0, 0.0, yaw])
         err = move_to_pose(arm, start, quat, speed=self.reset_speed, rate_hz=self.reset_rate_hz,
                            tolerance=self.reset_tolerance, timeout_s=self.reset_timeout_s)
+        end = arm.state().tcp_pose[:3]
+        if not self.safety.contains(end, tol=0.01):  # an episode never starts outside the box
+            raise RuntimeError(
+                f"the reset ended with the TCP at {np.round(end, 3).tolist()}, outside the workspace "
+                f"box {self.safety.xyz_low}..{self.safety.xyz_high} (+1 cm): check reset_q, "
+                f"target_pose, box_low/box_high and reset_timeout_s")
         arm.set_impedance(self.impedance)
         if env.gripper is not None and self.gripper_closed:
             env.gripper.command(0.0)

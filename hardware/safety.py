@@ -3,10 +3,13 @@ through `SafeArm`, and `ConnectionGuard` keeps device faults from crashing the l
 
 - `SafeArm(arm, box)`: wraps any `Arm`. Malformed targets (NaN, inf, wrong shape, non-unit
   quaternion) raise `UnsafeCommandError` and never reach the arm; valid ones are delta-limited
-  against the last *commanded* target and clipped into the workspace box
-  (`controllers.safety.SafetyBox`). A watchdog thread holds the arm (target = measured pose,
-  clipped into the box) when no target arrived for `watchdog_s` (default 0.15 s, so the hold
-  lands within 200 ms of the last target). `operator_stop()` latches a stop: the arm holds,
+  against the reference and clipped into the workspace box (`controllers.safety.SafetyBox`).
+  The reference is the last *commanded* target; after a joint move or a reconnect, which leave
+  the arm holding where it is, it is the measured pose. So consecutive targets never differ by
+  more than the step limit, holds and resets included, and an arm outside the box is brought
+  in a step at a time. A watchdog thread holds the arm (target = measured pose, clipped and
+  step-limited the same way) when no target arrived for `watchdog_s` (default 0.15 s, so the
+  hold lands within 200 ms of the last target). `operator_stop()` latches a stop: the arm holds,
   targets are ignored and resets refuse to move until `release()`.
 - `ConnectionGuard(env)`: a gymnasium wrapper. A `ConnectionLostError` (arm, gripper or camera)
   during `step` ends the episode as `truncated=True` with `info["connection_lost"] = True` and
@@ -103,12 +106,9 @@ class SafeArm:
             if self.stop_reason is not None:
                 self.ignored_while_stopped += 1
                 return
-            ref = self._last
-            if ref is None:  # first target: limit the step from where the arm is
-                s = self.arm.state()
-                ref = (s.tcp_pose[:3], s.tcp_pose[3:])
+            ref = self._reference()
             pos, quat = self.box.apply(pos, quat, ref_pos=ref[0], ref_quat=ref[1])
-            self._send(pos, quat)
+            self._send(pos, quat, ref)
             self._t_last = time.monotonic()
             self._armed, self._held = True, False
 
@@ -117,7 +117,8 @@ class SafeArm:
 
     def move_to_joints(self, q) -> None:
         """Blocking joint reset (refused while the operator stop is engaged). The watchdog is
-        paused meanwhile; afterwards the arm holds its new pose until the first target."""
+        paused meanwhile; afterwards the arm holds its new pose, the reference of the next
+        target."""
         q = check_finite("joint target", q, np.shape(np.asarray(q, dtype=float)))
         with self._lock:
             if self.stop_reason is not None:
@@ -130,18 +131,19 @@ class SafeArm:
         finally:
             with self._lock:
                 self._paused -= 1
-                self._last = None
+                self._last = None  # wherever the move ended (or stopped): measured next
                 self._armed = False
 
     def reconnect(self) -> None:
-        """Reconnect the wrapped arm (if it can) and forget the last command."""
+        """Reconnect the wrapped arm (if it can); it restarts holding where it is, which is
+        the reference of the next target."""
         if hasattr(self.arm, "reconnect"):
             self.arm.reconnect()
         with self._lock:
             self._last, self._armed, self._held = None, False, False
 
     def stop(self) -> None:
-        """Hold the measured pose (clipped into the box)."""
+        """Hold the measured pose (clipped into the box, a step at most from the reference)."""
         with self._lock:
             self._hold()
 
@@ -158,9 +160,10 @@ class SafeArm:
               f"call release() to continue.", flush=True)
 
     def release(self) -> None:
+        """End the operator stop. The arm held the last commanded pose throughout, so that
+        stays the reference: the next target is within a step of it."""
         with self._lock:
             self.stop_reason = None
-            self._last = None
             self._armed = False
 
     @property
@@ -177,8 +180,17 @@ class SafeArm:
         return self._last
 
     # ---- internals -------------------------------------------------------------------------
-    def _send(self, pos: np.ndarray, quat: np.ndarray) -> None:
-        if not (self.box.contains(pos, quat, tol=1e-9)):  # never happens: apply() clips
+    def _reference(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pose the next target is limited from: the last command, else (first target,
+        after a joint move or a reconnect) the measured pose."""
+        if self._last is None:
+            s = self.arm.state()
+            self._last = (np.asarray(s.tcp_pose[:3], float), np.asarray(s.tcp_pose[3:], float))
+        return self._last
+
+    def _send(self, pos: np.ndarray, quat: np.ndarray, ref: tuple[np.ndarray, np.ndarray]) -> None:
+        # never happens (apply() clips, or steps towards the box from a reference outside it)
+        if not self.box.contains(pos, quat, tol=1e-9) and self.box.contains(*ref):
             raise UnsafeCommandError(f"internal error: target {pos} {quat} outside the box")
         self.arm.set_target_pose(pos, quat)
         self._last = (pos, quat)
@@ -186,10 +198,11 @@ class SafeArm:
             self.sent.append((pos.copy(), quat.copy()))
 
     def _hold(self) -> None:
-        s = self.arm.state()
-        pos = self.box.clip_position(s.tcp_pose[:3])
-        quat = self.box.clip_orientation(s.tcp_pose[3:])
-        self._send(pos, quat)
+        """Target the measured pose, bounded like any target (a step from the reference)."""
+        ref = self._reference()
+        tcp = self.arm.state().tcp_pose
+        pos, quat = self.box.apply(tcp[:3], tcp[3:] / np.linalg.norm(tcp[3:]), ref_pos=ref[0], ref_quat=ref[1])
+        self._send(pos, quat, ref)
         self._held = True
 
     def _watchdog(self) -> None:

@@ -94,9 +94,8 @@ def wrap_angle(a):
     return (a + jnp.pi) % (2 * jnp.pi) - jnp.pi
 
 
-def safe_target(box: SafetyBox, target_pos, target_quat, ref_pos, ref_quat):
-    """`SafetyBox.apply` with a reference pose: delta-limit, then clip into the box. (Malformed
-    targets cannot arise here: actions are clipped and validated before they enter jax.)"""
+def _limit_step(box: SafetyBox, target_pos, target_quat, ref_pos, ref_quat):
+    """`SafetyBox.limit_step`."""
     dp = target_pos - ref_pos
     n = jnp.linalg.norm(dp)
     target_pos = jnp.where(n > box.max_step_pos,
@@ -104,10 +103,31 @@ def safe_target(box: SafetyBox, target_pos, target_quat, ref_pos, ref_quat):
     dr = orientation_error(target_quat, ref_quat)
     a = jnp.linalg.norm(dr)
     limited = quat_mul(rotvec_to_quat(dr * (box.max_step_rot / jnp.maximum(a, 1e-12))), ref_quat)
-    target_quat = jnp.where(a > box.max_step_rot, limited, target_quat)
-    pos = jnp.clip(target_pos, np.asarray(box.xyz_low), np.asarray(box.xyz_high))
+    return target_pos, jnp.where(a > box.max_step_rot, limited, target_quat)
+
+
+def _clip(box: SafetyBox, pos, quat):
+    """`SafetyBox.clip_position` and `clip_orientation`."""
+    pos = jnp.clip(pos, np.asarray(box.xyz_low), np.asarray(box.xyz_high))
     center, half = box._rpy_center_halfwidth()
     if np.all(half >= np.pi):  # no orientation bounds: SafetyBox leaves the quaternion alone
-        return pos, target_quat
-    d = wrap_angle(quat_to_rpy(target_quat) - center)
+        return pos, quat
+    d = wrap_angle(quat_to_rpy(quat) - center)
     return pos, rpy_to_quat(center + jnp.clip(d, -half, half))
+
+
+def _contains(box: SafetyBox, pos, quat, tol: float = 1e-9):
+    """`SafetyBox.contains`."""
+    inside = jnp.all(pos >= np.asarray(box.xyz_low) - tol) & jnp.all(pos <= np.asarray(box.xyz_high) + tol)
+    center, half = box._rpy_center_halfwidth()
+    return inside & jnp.all(jnp.abs(wrap_angle(quat_to_rpy(quat) - center)) <= half + 1e-6)
+
+
+def safe_target(box: SafetyBox, target_pos, target_quat, ref_pos, ref_quat):
+    """`SafetyBox.apply` with a reference pose: from a reference inside the box, delta-limit
+    then clip; from one outside, a step towards the clipped target. (Malformed targets cannot
+    arise here: actions are clipped and validated before they enter jax.)"""
+    a_pos, a_quat = _clip(box, *_limit_step(box, target_pos, target_quat, ref_pos, ref_quat))
+    b_pos, b_quat = _limit_step(box, *_clip(box, target_pos, target_quat), ref_pos, ref_quat)
+    inside = _contains(box, ref_pos, ref_quat)
+    return jnp.where(inside, a_pos, b_pos), jnp.where(inside, a_quat, b_quat)

@@ -108,3 +108,14 @@ def test_frame_round_trips():
         v = rng.normal(scale=0.5, size=3)
         np.testing.assert_allclose(orientation_error(quat_mul(rotvec_to_quat(v), q), q), v,
                                    atol=1e-9)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("stiffness", (np.nan,) * 6), ("stiffness", (2000.0,) * 5 + (np.inf,)), ("damping", (-1.0,) * 6),
+    ("clip_high", (np.nan,) * 6), ("max_torque_rate", np.inf), ("max_torque_rate", np.nan),
+    ("nullspace_stiffness", np.nan), ("nullspace_damping", -2.0), ("q_nullspace", (0.0,) * 6 + (np.nan,)),
+])
+def test_params_refuse_non_finite_and_negative_gains(field, value):
+    """NaN passes every `<` check: a NaN stiffness or an infinite torque-rate limit used to be accepted."""
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        ImpedanceParams(**{field: value})

@@ -39,3 +39,27 @@ def test_step_delta_limited():
 def test_malformed_rejected(pos, quat, msg):
     with pytest.raises(UnsafeCommandError, match=msg):
         BOX.apply(pos, quat)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("max_step_pos", np.nan), ("max_step_pos", -0.03), ("max_step_pos", 0.0), ("max_step_pos", np.inf),
+    ("max_step_rot", np.nan), ("max_step_rot", -0.1), ("max_step_pos", "0.03"),
+    ("xyz_low", (0.3, np.nan, 0.0)), ("xyz_high", (0.6, 0.2, np.inf)), ("rpy_low", (np.nan, 0, 0)),
+])
+def test_bad_safety_parameters_are_refused_by_name(field, value):
+    """A NaN step limit used to disable the limit (every comparison with NaN is false), a
+    negative one to reverse it."""
+    kwargs = dict(xyz_low=(0.3, -0.2, 0.0), xyz_high=(0.6, 0.2, 0.4), max_step_pos=0.03, max_step_rot=0.1)
+    with pytest.raises(ValueError, match=field):
+        SafetyBox(**{**kwargs, field: value})
+
+
+def test_no_valid_box_lets_a_step_past_its_limit():
+    """Fuzz: any box that constructs limits every step it is given to its max_step_pos."""
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        lo = rng.uniform(-1, 1, 3)
+        box = SafetyBox(tuple(lo), tuple(lo + rng.uniform(0, 1, 3)), max_step_pos=float(rng.uniform(1e-4, 0.1)))
+        ref = box.clip_position(rng.uniform(-2, 2, 3))
+        p, _ = box.apply(rng.uniform(-3, 3, 3), DOWN, ref_pos=ref, ref_quat=DOWN)
+        assert np.linalg.norm(p - ref) <= box.max_step_pos + 1e-9

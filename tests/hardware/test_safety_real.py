@@ -201,3 +201,42 @@ def test_lost_robot_truncates_the_episode_then_reconnects(private_franky_sim):
         env.close()
         if restarted is not None:
             restarted.stop()
+
+
+def test_a_reset_from_above_the_box_comes_down_a_step_at_a_time(private_franky_sim):
+    """The review's case: the joint reset leaves the TCP at z = 0.55 with the box at z <= 0.35.
+    The first target used to be a 0.20 m jump to the box's edge; now every target is within
+    the 3 cm step limit of the one before, from the pose the joint reset left, and the episode
+    starts inside the box."""
+    from robot_rl.hardware.franka_env import move_to_pose
+    raw = FrankaArm(private_franky_sim.host).connect()      # a person jogging the arm up high
+    try:
+        raw.move_to_joints(RESET_Q)
+        quat = raw.state().tcp_pose[3:].copy()
+        move_to_pose(raw, [0.5, 0.0, 0.55], quat, speed=0.2, tolerance=0.005)
+        high_q = raw.state().q.copy()
+    finally:
+        raw.close()
+    env = make_franka_env(private_franky_sim.host, gripper=False,
+                          task={"reset_q": high_q.tolist(), "max_step_pos": 0.03})
+    try:
+        safe, box = env.unwrapped.arm.shared_target, env.unwrapped.task.safety
+        safe.record = True
+        env.reset(seed=0)
+        sent = [p for p, _ in safe.sent]
+        assert sent[0][2] > 0.5                                  # it started up there...
+        steps = [float(np.linalg.norm(b - a)) for a, b in zip(sent, sent[1:])]
+        assert max(steps) <= 0.03 + 1e-9, max(steps)
+        tcp = env.unwrapped.arm.state().tcp_pose[:3]
+        assert box.contains(tcp, tol=0.005)                      # ...and the episode starts in the box
+        assert _outside(box, sent[0]) > 0.15 and box.contains(*safe.sent[-1])
+    finally:
+        env.close()
+    # 1 mm steps and a 0.5 s timeout cannot bring it in: the reset refuses to start the episode
+    env = make_franka_env(private_franky_sim.host, gripper=False,
+                          task={"reset_q": high_q.tolist(), "max_step_pos": 0.001, "reset_timeout_s": 0.5})
+    try:
+        with pytest.raises(RuntimeError, match="outside the workspace box"):
+            env.reset(seed=0)
+    finally:
+        env.close()
