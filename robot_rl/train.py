@@ -362,7 +362,7 @@ class Trainer:
         ckpt = latest_good(self.run_dir / "checkpoints")
         if ckpt is None:
             raise FileNotFoundError(f"no usable checkpoint under {self.run_dir / 'checkpoints'}")
-        self.agent.load_state_dict(torch.load(ckpt / "agent.pt", weights_only=False))
+        self.agent.load_state_dict(torch.load(ckpt / "agent.pt", weights_only=True))
         self.online.load(ckpt / "replay_online.npz")
         self.demo.load(ckpt / "replay_demo.npz")
         self._load_state(json.loads((ckpt / "trainer.json").read_text()))
@@ -537,6 +537,6 @@ def load_policy(run_dir: str | Path):
         raise FileNotFoundError(f"no usable checkpoint under {run_dir / 'checkpoints'}")
     env = make_env(cfg)
     agent = SACAgent(env.observation_space, env.action_space.shape[0], cfg.agent, seed=cfg.seed)
-    agent.load_state_dict(torch.load(ckpt / "agent.pt", weights_only=False))
+    agent.load_state_dict(torch.load(ckpt / "agent.pt", weights_only=True))
     env.close()
     return agent, cfg

@@ -180,7 +180,7 @@ class BCAgent:
     def load(cls, path, device: Any = "cpu", seed: Optional[int] = None) -> "BCAgent":
         """Rebuild from a file written by :meth:`save`. ``seed`` re-seeds the sampling generator
         (default: restore the saved generator state)."""
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = torch.load(path, map_location=device, weights_only=True)
         if state.get("kind") != "bc":
             raise ValueError(f"{path} is not a BC checkpoint (kind={state.get('kind')!r})")
         spec = {k: (tuple(s), np.dtype(d)) for k, (s, d) in state["obs_spec"].items()}

@@ -576,7 +576,7 @@ def make_offline_learner(obs_spec: Any, action_dim: int, config: OfflineConfig, 
 
 def load_offline_learner(path, device: Any = "cpu") -> OfflineQLearner:
     """Rebuild a learner saved with :meth:`OfflineQLearner.save`."""
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = torch.load(path, map_location=device, weights_only=True)
     if state.get("kind") != "offline":
         raise ValueError(f"{path} is not an offline-learner checkpoint (kind={state.get('kind')!r})")
     spec = {k: (tuple(s), np.dtype(d)) for k, (s, d) in state["obs_spec"].items()}

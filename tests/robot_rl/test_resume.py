@@ -41,7 +41,7 @@ def run(cmd):
 
 def state_of(run_dir: Path):
     ckpt = latest_good(run_dir / "checkpoints")
-    agent = torch.load(ckpt / "agent.pt", weights_only=False)
+    agent = torch.load(ckpt / "agent.pt", weights_only=True)
     z = np.load(ckpt / "replay_online.npz")
     meta = json.loads(str(z["meta"]))
     return ckpt, agent, z, meta
