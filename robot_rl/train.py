@@ -409,6 +409,7 @@ class Trainer:
         finally:
             bar.close()
             self.env.close()  # flushes a recording wrapper's last episode
+            self.eval_env.close()  # a real robot's connection is shared: its last handle frees it
             self.metrics.plot_curve()
         return self.result()
 
