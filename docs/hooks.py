@@ -55,6 +55,8 @@ def reference_tables(root, prefix: str = "") -> list[tuple[str, str, list[list[s
         key = f"{prefix}{config_key(f.name)}"
         sub = _dataclass_of(hints[f.name])
         help_text = f.metadata.get("help") or comments.get(f.name, "")
+        if "range" in f.metadata:
+            help_text += f" (in `{f.metadata['range']}`)"
         if sub is not None:
             help_text += f" (section `{key}` below)"
             nested += reference_tables(sub, key + ".")

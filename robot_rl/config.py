@@ -1,12 +1,15 @@
 """Typed configs: dataclasses loaded from YAML plus `key.sub=value` overrides.
 
 A wrong key is an error naming the key and the valid ones; a value of the wrong type is an
-error naming the key and the expected type. Nothing is silently ignored.
+error naming the key and the expected type; a number outside its field's range (the field's
+`metadata["range"]`, e.g. "[1, inf)") is an error naming the key and the range, and no float
+may be NaN or infinite. Nothing is silently ignored.
 """
 from __future__ import annotations
 
 import dataclasses
 import keyword
+import math
 import types
 import typing
 from pathlib import Path
@@ -65,6 +68,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # NaN passes every range comparison
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not (isinstance(value, int) or
@@ -82,6 +87,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def check_range(where: str, value: Any, spec: str) -> None:
+    """`value` (a number, or each number of a list) inside interval `spec` such as "(0, 1]"."""
+    lo, hi = (float(x) for x in spec[1:-1].split(","))
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        if v is None:
+            continue
+        above = v > lo if spec[0] == "(" else v >= lo
+        below = v < hi if spec[-1] == ")" else v <= hi
+        if not (above and below):
+            raise ConfigError(f"{where}={v!r} is out of range: it must be in {spec}")
+
+
 def from_dict(cls, data: dict, where: str = ""):
     """Build dataclass `cls` from a (nested) mapping, rejecting unknown keys."""
     hints = typing.get_type_hints(cls)
@@ -92,6 +109,10 @@ def from_dict(cls, data: dict, where: str = ""):
         raise ConfigError(f"unknown config key {prefix}{unknown[0]!r}; valid keys"
                           f"{' in ' + where if where else ''}: {', '.join(sorted(fields))}")
     kwargs = {fields[k]: _coerce(v, hints[fields[k]], f"{where}.{k}" if where else k) for k, v in data.items()}
+    for f in dataclasses.fields(cls):
+        if "range" in f.metadata and f.name in kwargs:
+            key = config_key(f.name)
+            check_range(f"{where}.{key}" if where else key, kwargs[f.name], f.metadata["range"])
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:

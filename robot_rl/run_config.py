@@ -18,10 +18,16 @@ from typing import Any, List, Mapping, Optional, Tuple
 from robot_rl import config as cfgmod
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "", factory: Any = dataclasses.MISSING):
+def setting(default: Any = dataclasses.MISSING, help: str = "", factory: Any = dataclasses.MISSING,
+            range: str | None = None):
     """A config field with its one-line description (`metadata["help"]`); `factory` for a
-    mutable default such as `dict`."""
-    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help})
+    mutable default such as `dict`; `range` the interval its numbers must lie in, e.g.
+    "[1, inf)" (checked by the loader, shown in the reference)."""
+    meta = {"help": help, **({"range": range} if range else {})}
+    return dataclasses.field(default=default, default_factory=factory, metadata=meta)
+
+
+POSITIVE, COUNT, NONNEGATIVE, FRACTION = "(0, inf)", "[1, inf)", "[0, inf)", "[0, 1]"
 
 
 def _require(value: str, key: str, examples: str) -> None:
@@ -34,67 +40,72 @@ def _require(value: str, key: str, examples: str) -> None:
 class SACConfig:
     """`agent`: the SAC/RLPD learner (robot_rl/agents/sac.py)."""
     # --- networks
-    hidden_dims: Tuple[int, ...] = setting((256, 256), "hidden layer sizes of the critics (and of the actor)")
-    actor_hidden_dims: Optional[Tuple[int, ...]] = setting(None, "actor hidden layers; None: hidden_dims")
+    hidden_dims: Tuple[int, ...] = setting((256, 256), "hidden layer sizes of the critics (and of the actor)",
+                                           range=COUNT)
+    actor_hidden_dims: Optional[Tuple[int, ...]] = setting(None, "actor hidden layers; None: hidden_dims", range=COUNT)
     activation: str = setting("relu", "activation of every MLP")
     critic_layer_norm: bool = setting(True, "LayerNorm in the critics (RLPD)")
     actor_layer_norm: bool = setting(True, "LayerNorm in the actor")
-    num_critics: int = setting(2, "critic ensemble size (RLPD uses 10; 2 learns faster per second here)")
-    critic_subsample: Optional[int] = setting(2, "target critics drawn for the min of the TD target; None: all")
+    num_critics: int = setting(2, "critic ensemble size (RLPD uses 10; 2 learns faster per second here)", range=COUNT)
+    critic_subsample: Optional[int] = setting(2, "target critics drawn for the min of the TD target; None: all",
+                                              range=COUNT)
     log_std_min: float = setting(-5.0, "lower bound of the actor's log std")
     log_std_max: float = setting(2.0, "upper bound of the actor's log std")
     # --- image encoder
     image_encoder: str = setting("conv", "conv | pretrained | none (images ignored)")
-    image_feature_dim: int = setting(64, "features per image after the encoder head")
-    conv_filters: Tuple[int, ...] = setting((32, 32, 32, 32), "conv encoder: channels per layer")
-    conv_strides: Tuple[int, ...] = setting((2, 2, 2, 1), "conv encoder: stride per layer")
+    image_feature_dim: int = setting(64, "features per image after the encoder head", range=COUNT)
+    conv_filters: Tuple[int, ...] = setting((32, 32, 32, 32), "conv encoder: channels per layer", range=COUNT)
+    conv_strides: Tuple[int, ...] = setting((2, 2, 2, 1), "conv encoder: stride per layer", range=COUNT)
     conv_pooling: str = setting("flatten", "conv encoder output: flatten | spatial_softmax | avg")
     pretrained_name: str = setting("resnet18", "frozen torchvision trunk of image_encoder: pretrained")
     pretrained_weights: Optional[str] = setting(
         None, "torchvision weights id (DEFAULT) or a local state_dict path; None: random")
     use_target_encoder: bool = setting(
         False, "encode next observations with a Polyak target encoder; False: the online one, no grad (DrQ-v2)")
-    drq_pad: int = setting(4, "DrQ random-shift padding in pixels; 0: no augmentation")
+    drq_pad: int = setting(4, "DrQ random-shift padding in pixels; 0: no augmentation", range=NONNEGATIVE)
     # --- optimisation
-    actor_lr: float = setting(3e-4, "actor Adam learning rate")
-    critic_lr: float = setting(3e-4, "critic (and encoder) Adam learning rate")
-    temp_lr: float = setting(3e-4, "temperature Adam learning rate")
-    gamma: float = setting(0.97, "discount")
+    actor_lr: float = setting(3e-4, "actor Adam learning rate", range=POSITIVE)
+    critic_lr: float = setting(3e-4, "critic (and encoder) Adam learning rate", range=POSITIVE)
+    temp_lr: float = setting(3e-4, "temperature Adam learning rate", range=POSITIVE)
+    gamma: float = setting(0.97, "discount", range="(0, 1)")
     reward_scale: float = setting(1.0, "the critics learn from reward_scale * r + reward_bias "
-                                       "(match the offline run an `init.from` critic was trained with)")
+                                       "(match the offline run an `init.from` critic was trained with)", range=POSITIVE)
     reward_bias: float = setting(0.0, "see reward_scale")
-    tau: float = setting(0.005, "Polyak rate of the target critics")
-    init_temperature: float = setting(0.01, "initial alpha (SERL's; a larger one swamps a 0/1 sparse reward)")
+    tau: float = setting(0.005, "Polyak rate of the target critics", range="(0, 1]")
+    init_temperature: float = setting(0.01, "initial alpha (SERL's; a larger one swamps a 0/1 sparse reward)",
+                                      range=POSITIVE)
     target_entropy: Optional[float] = setting(None, "None: -(continuous action dims) / 2")
     backup_entropy: bool = setting(False, "subtract alpha * log-prob in the TD target")
-    grad_clip_norm: Optional[float] = setting(None, "clip each network's gradient to this norm; None: off")
+    grad_clip_norm: Optional[float] = setting(None, "clip each network's gradient to this norm; None: off",
+                                              range=POSITIVE)
     # --- Cal-QL's online phase (robot_rl/agents/conservative.py); 0: plain SAC/RLPD
     cql_alpha: float = setting(0.0, "weight of the conservative term during online training "
-                                    "(Cal-QL fine-tuning: the offline run's cql_alpha); 0: off")
+                                    "(Cal-QL fine-tuning: the offline run's cql_alpha); 0: off", range=NONNEGATIVE)
     cql_alpha_end: Optional[float] = setting(None, "anneal cql_alpha linearly to this over "
-                                                   "cql_anneal_steps critic updates; None: kept")
-    cql_anneal_steps: int = setting(0, "critic updates of the cql_alpha -> cql_alpha_end schedule")
+                                                   "cql_anneal_steps critic updates; None: kept", range=NONNEGATIVE)
+    cql_anneal_steps: int = setting(0, "critic updates of the cql_alpha -> cql_alpha_end schedule", range=NONNEGATIVE)
     cql_calibrated: bool = setting(True, "Cal-QL's Monte-Carlo lower bound on policy-action "
                                          "values; false: plain CQL")
-    cql_n_actions: int = setting(4, "sampled actions per state and kind (uniform, at s, at s')")
-    cql_temperature: float = setting(1.0, "temperature of the logsumexp")
+    cql_n_actions: int = setting(4, "sampled actions per state and kind (uniform, at s, at s')", range=COUNT)
+    cql_temperature: float = setting(1.0, "temperature of the logsumexp", range=POSITIVE)
     cql_importance_sample: bool = setting(True, "weight samples by their proposal densities (CQL(H))")
     reward_min: float = setting(0.0, "lowest raw reward: a time-limited episode's bound assumes "
                                      "it forever after the cut")
     # --- schedule / data (used by the training loop; actor_update_every by the agent)
-    utd_ratio: int = setting(4, "critic updates per env step")
-    actor_update_every: Optional[int] = setting(None, "critic steps per actor step; None: utd_ratio")
-    batch_size: int = setting(256, "transitions per update")
-    demo_ratio: float = setting(0.5, "fraction of each batch drawn from the demo buffer (RLPD)")
+    utd_ratio: int = setting(4, "critic updates per env step", range=COUNT)
+    actor_update_every: Optional[int] = setting(None, "critic steps per actor step; None: utd_ratio", range=COUNT)
+    batch_size: int = setting(256, "transitions per update", range=COUNT)
+    demo_ratio: float = setting(0.5, "fraction of each batch drawn from the demo buffer (RLPD)", range=FRACTION)
     # --- performance
     compile: bool = setting(False, "each update as one torch.compile graph (robot_rl/agents/compiled_update.py)")
     compile_mode: Optional[str] = setting(None, "torch.compile mode; None: its default")
     fused_adam: bool = setting(True, "fused torch Adam kernels on CPU/CUDA")
     # --- HIL-SERL discrete gripper
     grasp_critic: bool = setting(False, "the last action dim is a gripper command learned by a DQN head (HIL-SERL)")
-    grasp_hidden_dims: Optional[Tuple[int, ...]] = setting(None, "grasp critic hidden layers; None: hidden_dims")
+    grasp_hidden_dims: Optional[Tuple[int, ...]] = setting(None, "grasp critic hidden layers; None: hidden_dims",
+                                                           range=COUNT)
     grasp_penalty: float = setting(-0.02, "added to the grasp reward for each open/close command")
-    grasp_epsilon: float = setting(0.0, "epsilon-greedy gripper exploration while training")
+    grasp_epsilon: float = setting(0.0, "epsilon-greedy gripper exploration while training", range=FRACTION)
 
     def __post_init__(self) -> None:
         for f in ("hidden_dims", "actor_hidden_dims", "conv_filters", "conv_strides", "grasp_hidden_dims"):
@@ -105,12 +116,8 @@ class SACConfig:
             raise ValueError("critic_subsample must be in [1, num_critics]")
         if self.image_encoder not in ("conv", "pretrained", "none"):
             raise ValueError(f"unknown image_encoder {self.image_encoder!r}")
-        if self.cql_alpha < 0 or (self.cql_alpha_end is not None and self.cql_alpha_end < 0):
-            raise ValueError("agent.cql_alpha and agent.cql_alpha_end must be >= 0")
         if self.cql_alpha_end is not None and self.cql_anneal_steps < 1:
             raise ValueError("agent.cql_alpha_end needs agent.cql_anneal_steps >= 1")
-        if self.cql_n_actions < 1:
-            raise ValueError("agent.cql_n_actions must be >= 1")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SACConfig":
@@ -163,10 +170,10 @@ class EnvConfig:
                                 "so not checked here", factory=dict)
     wrappers: list = setting(help="'module:callable' called with the env, or {'module:callable': {kwargs}}",
                              factory=list)
-    max_episode_steps: Optional[int] = setting(None, "adds a TimeLimit (an env without one never ends)")
+    max_episode_steps: Optional[int] = setting(None, "adds a TimeLimit (an env without one never ends)", range=COUNT)
     success_key: Optional[str] = setting(
         None, "info key of success; None: is_success, success, else a positive reward on a terminating step")
-    fps: Optional[int] = setting(None, "datasets' fps; None: metadata['render_fps']")
+    fps: Optional[int] = setting(None, "datasets' fps; None: metadata['render_fps']", range=COUNT)
     robot_type: Optional[str] = setting(None, "datasets' robot_type; None: from the env")
     instruction: Optional[str] = setting(None, "datasets' task text; None: the task's, else the id")
     teleop: Optional[TeleopConfig] = setting(None, "human interventions; None: none")
@@ -178,8 +185,8 @@ class EnvConfig:
 class DemoConfig:
     """`demos`: the demonstrations that fill the demo buffer (RLPD)."""
     dataset: Optional[str] = setting(None, "LeRobotDataset path; None: record scripted demos")
-    scripted_episodes: int = setting(20, "successful scripted episodes to record (0: no demos)")
-    scripted_noise: float = setting(0.0, "action noise of the scripted expert")
+    scripted_episodes: int = setting(20, "successful scripted episodes to record (0: no demos)", range=NONNEGATIVE)
+    scripted_noise: float = setting(0.0, "action noise of the scripted expert", range=NONNEGATIVE)
     policy: Optional[str] = setting(
         None, "'module:callable' scripted policy for any env (obs -> action in the env's units, "
               "or a factory taking the env); None: our sim task's expert")
@@ -189,18 +196,18 @@ class DemoConfig:
 @dataclass
 class TrainConfig:
     """`train`: the training loop."""
-    total_env_steps: int = setting(10_000, "env steps of the run")
-    warmup_steps: int = setting(100, "env steps before the first update")
-    random_steps: int = setting(0, "uniform random actions at the start")
-    replay_capacity: int = setting(200_000, "transitions per replay buffer (online and demo)")
-    eval_every: int = setting(1_000, "env steps between evaluations")
-    eval_episodes: int = setting(20, "episodes per evaluation")
-    eval_seed: int = setting(1_000_000, "held-out evaluation seeds: eval_seed + i")
-    checkpoint_every: int = setting(1_000, "env steps between checkpoints")
+    total_env_steps: int = setting(10_000, "env steps of the run", range=COUNT)
+    warmup_steps: int = setting(100, "env steps before the first update", range=NONNEGATIVE)
+    random_steps: int = setting(0, "uniform random actions at the start", range=NONNEGATIVE)
+    replay_capacity: int = setting(200_000, "transitions per replay buffer (online and demo)", range=COUNT)
+    eval_every: int = setting(1_000, "env steps between evaluations", range=COUNT)
+    eval_episodes: int = setting(20, "episodes per evaluation", range=COUNT)
+    eval_seed: int = setting(1_000_000, "held-out evaluation seeds: eval_seed + i", range=NONNEGATIVE)
+    checkpoint_every: int = setting(1_000, "env steps between checkpoints", range=COUNT)
     video: bool = setting(True, "mp4 of the first episode of every evaluation")
-    stop_at_success: Optional[float] = setting(None, "end early once evaluation success >= this")
+    stop_at_success: Optional[float] = setting(None, "end early once evaluation success >= this", range=FRACTION)
     normalize_obs: bool = setting(True, "freeze input normalization from demos + warm-up data")
-    torch_threads: int = setting(2, "torch CPU threads")
+    torch_threads: int = setting(2, "torch CPU threads", range=COUNT)
 
 
 @dataclass
@@ -210,25 +217,23 @@ class RuntimeConfig:
     `runtime=ray` on the command line is short for `runtime.kind=ray`."""
     kind: str = setting("local", "local | ray")
     address: Optional[str] = setting(None, "existing Ray cluster (auto, HOST:PORT); None: start one")
-    num_cpus: Optional[int] = setting(None, "CPUs of a locally started Ray; None: this machine's")
-    actors: int = setting(2, "env actor processes")
-    weight_sync_every: int = setting(50, "learner updates between policy broadcasts to the actors")
+    num_cpus: Optional[int] = setting(None, "CPUs of a locally started Ray; None: this machine's", range=COUNT)
+    actors: int = setting(2, "env actor processes", range=COUNT)
+    weight_sync_every: int = setting(50, "learner updates between policy broadcasts to the actors", range=COUNT)
     transitions_per_message: int = setting(
-        64, "env steps per batch an actor sends (fewer, larger messages leave the cores to the envs)")
-    max_inflight: int = setting(2, "requested, unreceived batches per actor (backpressure)")
-    actor_timeout_s: float = setting(300.0, "a batch later than this: the actor is killed and replaced")
-    max_actor_restarts: int = setting(100, "replacements of dead actors before the run fails")
-    max_learner_restarts: int = setting(3, "learner process restarts (each resumes its checkpoint)")
-    actor_cpus: float = setting(1.0, "Ray CPUs reserved per env actor")
+        64, "env steps per batch an actor sends (fewer, larger messages leave the cores to the envs)", range=COUNT)
+    max_inflight: int = setting(2, "requested, unreceived batches per actor (backpressure)", range=COUNT)
+    actor_timeout_s: float = setting(300.0, "a batch later than this: the actor is killed and replaced", range=POSITIVE)
+    max_actor_restarts: int = setting(100, "replacements of dead actors before the run fails", range=NONNEGATIVE)
+    max_learner_restarts: int = setting(3, "learner process restarts (each resumes its checkpoint)", range=NONNEGATIVE)
+    actor_cpus: float = setting(1.0, "Ray CPUs reserved per env actor", range=POSITIVE)
     learner_cpus: float = setting(
-        0.0, "Ray CPUs reserved for the learner (it runs on the driver's node, where the run directory is)")
+        0.0, "Ray CPUs reserved for the learner (it runs on the driver's node, where the run directory is)",
+        range=NONNEGATIVE)
 
     def __post_init__(self) -> None:
         if self.kind not in ("local", "ray"):
             raise ValueError(f"runtime.kind must be 'local' or 'ray', got {self.kind!r}")
-        for name in ("actors", "weight_sync_every", "transitions_per_message", "max_inflight"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"runtime.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -238,8 +243,9 @@ class ResetFreeConfig:
     (e.g. robot_rl/PandaRelocate-v0)."""
     enabled: bool = setting(False, "train reset-free with one learner per direction")
     directions: Tuple[str, ...] = setting(("forward", "backward"), "the task's two directions, forward first")
-    full_reset_every: int = setting(0, "episodes between scheduled real resets (0: never)")
-    stuck_after: int = setting(10, "failed episodes in a row of one direction that count as stuck (0: never)")
+    full_reset_every: int = setting(0, "episodes between scheduled real resets (0: never)", range=NONNEGATIVE)
+    stuck_after: int = setting(10, "failed episodes in a row of one direction that count as stuck (0: never)",
+                               range=NONNEGATIVE)
     on_stuck: str = setting("scripted", "scripted: reset the env (sim); human: wait for the operator (real arm)")
     home_arm: bool = setting(True, "the arm returns to its start pose between episodes, the scene "
                                    "stays (SERL); false: nothing moves")
@@ -250,8 +256,6 @@ class ResetFreeConfig:
             raise ValueError(f"reset_free.directions needs two directions, got {self.directions}")
         if self.on_stuck not in ("scripted", "human"):
             raise ValueError(f"reset_free.on_stuck must be scripted or human, got {self.on_stuck!r}")
-        if self.full_reset_every < 0 or self.stuck_after < 0:
-            raise ValueError("reset_free.full_reset_every and stuck_after must be >= 0")
 
 
 @dataclass
@@ -265,29 +269,23 @@ class InitConfig:
     critic: bool = setting(True, "take the critic ensemble (and its target) from an offline run")
     actor: bool = setting(True, "take the actor and temperature (Cal-QL / CQL runs)")
     rollouts: int = setting(20, "a policy source: episodes it runs in the env before RL (stored in "
-                                "the replay, counted as env steps)")
+                                "the replay, counted as env steps)", range=COUNT)
     distill_steps: int = setting(2000, "a policy source: behaviour-cloning steps fitting the actor "
-                                       "to its rollouts' actions")
+                                       "to its rollouts' actions", range=NONNEGATIVE)
     instruction: Optional[str] = setting(None, "a policy server: the language instruction sent with every request")
-    timeout: float = setting(10.0, "a policy server: seconds to wait for each reply")
+    timeout: float = setting(10.0, "a policy server: seconds to wait for each reply", range=POSITIVE)
     policy_low: Optional[List[float]] = setting(
         None, "a policy whose actions are not in the env's units: its action box (low), mapped "
               "onto the learner's [-1, 1]")
     policy_high: Optional[List[float]] = setting(None, "... and its high end")
 
-    def __post_init__(self) -> None:
-        if self.rollouts < 1 or self.distill_steps < 0:
-            raise ValueError(f"init.rollouts must be >= 1 and init.distill_steps >= 0, got "
-                             f"{self.rollouts} and {self.distill_steps}")
-        if not self.timeout > 0:
-            raise ValueError(f"init.timeout must be > 0 seconds, got {self.timeout}")
 
 
 @dataclass
 class RunConfig:
     """A `robot-rl train` config file."""
     name: str = setting("run", "run directory name under runs_dir")
-    seed: int = setting(0, "seeds networks, episodes and demos")
+    seed: int = setting(0, "seeds networks, episodes and demos", range=NONNEGATIVE)
     runs_dir: str = setting("runs", "where run directories go")
     env: EnvConfig = setting(help="the env", factory=EnvConfig)
     agent: SACConfig = setting(help="the SAC/RLPD learner", factory=SACConfig)
@@ -308,12 +306,12 @@ def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
 
 @dataclass
 class BCConfig:
-    hidden_dims: Tuple[int, ...] = (256, 256)
+    hidden_dims: Tuple[int, ...] = setting((256, 256), range=COUNT)
     activation: str = "relu"
     layer_norm: bool = True
-    lr: float = 3e-4
-    batch_size: int = 256
-    steps: int = 5000
+    lr: float = setting(3e-4, range=POSITIVE)
+    batch_size: int = setting(256, range=COUNT)
+    steps: int = setting(5000, range=NONNEGATIVE)
     log_std_min: float = -5.0
     log_std_max: float = 1.0
 
@@ -328,37 +326,37 @@ class BCConfig:
 @dataclass
 class OfflineConfig:
     algo: str = "calql"                      # calql | cql | iql
-    hidden_dims: Tuple[int, ...] = (256, 256)
-    actor_hidden_dims: Tuple[int, ...] = (256, 256)
+    hidden_dims: Tuple[int, ...] = setting((256, 256), range=COUNT)
+    actor_hidden_dims: Tuple[int, ...] = setting((256, 256), range=COUNT)
     activation: str = "relu"
-    num_critics: int = 2
-    gamma: float = 0.98                      # V-GPS's Cal-QL value
-    tau: float = 0.005                       # target-network Polyak rate
-    batch_size: int = 256
-    steps: int = 10_000
+    num_critics: int = setting(2, range=COUNT)
+    gamma: float = setting(0.98, range="[0, 1)")  # V-GPS's Cal-QL value
+    tau: float = setting(0.005, range="(0, 1]")  # target-network Polyak rate
+    batch_size: int = setting(256, range=COUNT)
+    steps: int = setting(10_000, range=NONNEGATIVE)
     # Rewards seen by the learner: reward_scale * r + reward_bias. Defaults: Cal-QL's setting for
     # sparse 0/1 success rewards (ours). With raw 0/1 rewards the CQL push-up of dataset
     # actions (alpha / 2 per step) swamps the value differences and V-GPS re-ranks on noise
     # (docs/results.md, "Numbers formerly in code comments").
     # reward_min: a lower bound of the raw rewards, the reward assumed after a time limit when
     # bounding a truncated episode's return (0 for our sparse and dense tasks).
-    reward_scale: float = 10.0
+    reward_scale: float = setting(10.0, range=POSITIVE)
     reward_bias: float = -5.0
     reward_min: float = 0.0
-    critic_lr: float = 3e-4
-    actor_lr: float = 1e-4
-    temp_lr: float = 3e-4
+    critic_lr: float = setting(3e-4, range=POSITIVE)
+    actor_lr: float = setting(1e-4, range=POSITIVE)
+    temp_lr: float = setting(3e-4, range=POSITIVE)
     # --- Cal-QL / CQL
-    init_temperature: float = 0.1
+    init_temperature: float = setting(0.1, range=POSITIVE)
     target_entropy: Optional[float] = None   # None -> -A
-    cql_alpha: float = 5.0                   # V-GPS's value
-    cql_n_actions: int = 10
-    cql_temperature: float = 1.0
+    cql_alpha: float = setting(5.0, range=NONNEGATIVE)  # V-GPS's value
+    cql_n_actions: int = setting(10, range=COUNT)
+    cql_temperature: float = setting(1.0, range=POSITIVE)
     cql_importance_sample: bool = True
     # --- IQL
-    expectile: float = 0.7
-    awr_temperature: float = 3.0             # beta in exp(beta * advantage)
-    awr_max_weight: float = 100.0
+    expectile: float = setting(0.7, range="(0, 1)")
+    awr_temperature: float = setting(3.0, range=POSITIVE)  # beta in exp(beta * advantage)
+    awr_max_weight: float = setting(100.0, range=POSITIVE)
 
     def __post_init__(self) -> None:
         self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
@@ -385,9 +383,9 @@ class OfflineDataConfig:
 class DatasetRunConfig:
     """What `robot-rl offline` and `robot-rl bc` configs share."""
     name: str = setting("run", "run directory name under runs_dir")
-    seed: int = setting(0, "seeds networks and minibatches")
+    seed: int = setting(0, "seeds networks and minibatches", range=NONNEGATIVE)
     runs_dir: str = setting("runs", "where run directories go")
-    torch_threads: int = setting(1, "torch CPU threads")
+    torch_threads: int = setting(1, "torch CPU threads", range=COUNT)
     data: OfflineDataConfig = setting(help="the dataset", factory=OfflineDataConfig)
 
 

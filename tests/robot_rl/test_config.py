@@ -48,5 +48,50 @@ def test_runtime_kind_shorthand(tmp_path):
     assert load_config(str(p)).runtime.kind == "ray"
     with pytest.raises(ConfigError, match=r"runtime.kind must be 'local' or 'ray', got 'rya'"):
         load_config(None, ["runtime=rya"])
-    with pytest.raises(ConfigError, match=r"runtime.actors must be >= 1"):
+    with pytest.raises(ConfigError, match=r"runtime.actors=0 is out of range: it must be in \[1, inf\)"):
         load_config(None, ["runtime=ray", "runtime.actors=0"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.checkpoint_every=0", r"train.checkpoint_every=0 is out of range: it must be in \[1, inf\)"),
+    ("train.eval_every=-5", r"train.eval_every=-5 is out of range"),
+    ("agent.gamma=1.0", r"agent.gamma=1.0 is out of range: it must be in \(0, 1\)"),
+    ("agent.gamma=.nan", "agent.gamma: expected a finite number"),
+    ("agent.actor_lr=.inf", "agent.actor_lr: expected a finite number"),
+    ("agent.hidden_dims=[64, 0]", r"agent.hidden_dims=0 is out of range"),
+    ("agent.demo_ratio=1.5", r"agent.demo_ratio=1.5 is out of range: it must be in \[0, 1\]"),
+    ("runtime.actors=0", r"runtime.actors=0 is out of range"),
+    ("reset_free.stuck_after=-1", r"reset_free.stuck_after=-1 is out of range"),
+])
+def test_numbers_out_of_range_are_named_with_the_range(override, message):
+    """`train.checkpoint_every=0` used to crash with ZeroDivisionError after the first step."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def _numeric_fields(cls, prefix=""):
+    import dataclasses
+    import typing
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        args = typing.get_args(tp)
+        inner = [a for a in args if a is not type(None) and a is not Ellipsis] or [tp]
+        if dataclasses.is_dataclass(inner[0]):
+            yield from _numeric_fields(inner[0], f"{prefix}{f.name}.")
+        elif any(a in (int, float) or (typing.get_origin(a) in (tuple, list) and
+                                       set(typing.get_args(a)) & {int, float}) for a in inner):
+            yield f"{prefix}{f.name}", f
+
+
+# numbers every real value of which is meaningful, so they have no range (only finiteness)
+UNBOUNDED = {"agent.log_std_min", "agent.log_std_max", "agent.reward_bias", "agent.reward_min",
+             "agent.target_entropy", "agent.grasp_penalty", "env.reward.scale", "init.policy_low",
+             "init.policy_high"}
+
+
+def test_every_numeric_config_field_has_a_range():
+    from robot_rl.run_config import BCRunConfig, OfflineRunConfig
+    missing = [name for cls in (RunConfig, OfflineRunConfig, BCRunConfig) for name, f in _numeric_fields(cls)
+               if "range" not in f.metadata and name not in UNBOUNDED]
+    assert not missing, missing
