@@ -23,6 +23,7 @@ fi
 
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -m pip install -q -e ".[$EXTRAS]" 2>&1 | grep -v "is ignored" || true
+# the filter never fails the pipe, so under pipefail a failed install fails the script
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
+.venv/bin/python -m pip install -q -e ".[$EXTRAS]" 2>&1 | { grep -v "is ignored" || true; }
 .venv/bin/python -c "import robot_rl.sim.world as w; assert w._KERNEL is not None, 'C kernel missing'"

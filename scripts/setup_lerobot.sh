@@ -81,9 +81,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || [ ! -x "$VENV/bin/py
   echo "installing into $VENV: lerobot[dataset]==$LEROBOT_VERSION (with $("$PY" --version))"
   start=$(date +%s)
   # pip's constraints file here caps torch for our 3.11 venv; lerobot picks its own (< 2.12).
-  "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
   "$VENV/bin/python" -m pip install -q "lerobot[dataset]==$LEROBOT_VERSION" 2>&1 \
-    | grep -v "is ignored" || true
+    | { grep -v "is ignored" || true; }  # pip's status survives (pipefail)
   echo "installed in $(( $(date +%s) - start )) s"
   echo "$WANT" > "$STAMP"
 fi

@@ -23,7 +23,7 @@ ROS_PKGS="ros-rclpy==9.1.2 ros-rmw-fastrtps-cpp==9.3.3 ros-rcl-interfaces==2.3.0
 ros-builtin-interfaces==2.3.0 ros-std-msgs==5.5.1 ros-std-srvs==5.5.1 \
 ros-geometry-msgs==5.5.1 ros-sensor-msgs==5.5.1"
 
-pipq() { "$@" 2>&1 | grep -v "is ignored" || true; }
+pipq() { "$@" 2>&1 | { grep -v "is ignored" || true; }; }  # pip's status survives (pipefail)
 
 # 1. the main venv: DDS peer + bag library (pure wheels)
 if ! .venv/bin/python -c "import cyclonedds, rosbags" >/dev/null 2>&1; then
