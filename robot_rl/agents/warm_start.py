@@ -129,9 +129,9 @@ def is_policy_source(source: str | Path | None) -> bool:
 
 
 def load_prior_policy(init: Any, obs_shapes: Mapping[str, tuple], action_dim: int):
-    """The `Policy` named by `init.from` (see `InitConfig`), its actions mapped into the
-    learner's [-1, 1] box when `init.policy_low/policy_high` give its own box; None otherwise
-    (its actions are then in the env's own units, as a dataset's are)."""
+    """(policy, rescale): the `Policy` named by `init.from` (see `InitConfig`), and the map of
+    its actions into the learner's [-1, 1] box when `init.policy_low/policy_high` give its own
+    box (None: its actions are in the env's own units, as a dataset's are)."""
     from robot_rl.policies.base import ActionRescale
     source = str(init.from_)
     if source.startswith(("http://", "https://")):

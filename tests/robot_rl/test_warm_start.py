@@ -185,6 +185,41 @@ def test_a_policy_server_is_distilled_through_its_action_box(tmp_path):
         server.server_close()
 
 
+class WildPolicy:
+    """A server gone wrong: actions of magnitude up to 1e3 in random directions, or NaN."""
+
+    def __init__(self, nan: bool = False):
+        self.rng, self.nan = np.random.default_rng(1), nan
+
+    def act(self, obs):
+        return np.full(3, np.nan, np.float32) if self.nan else self.rng.uniform(-1e3, 1e3, 3).astype(np.float32)
+
+    def sample(self, obs, n):
+        return np.stack([self.act(obs) for _ in range(n)])
+
+
+def test_a_wild_policy_server_moves_the_arm_only_inside_the_safety_box(tmp_path):
+    from robot_rl.policies.http import PolicyServerProtocolError, serve
+    for wild, name in ((WildPolicy(), "huge"), (WildPolicy(nan=True), "nan")):
+        server = serve(wild)
+        try:
+            args = (tmp_path / name, f"init.from=http://127.0.0.1:{server.server_address[1]}/act",
+                    "init.rollouts=3", "init.distill_steps=10", "demos.scripted_episodes=0")
+            if wild.nan:  # refused by the client before it reaches the env
+                with pytest.raises(PolicyServerProtocolError, match="NaN"):
+                    trainer(*args)
+                continue
+            t = trainer(*args)
+            stored = t.online.get(t.online.valid_ids())
+            assert len(stored["action"]) > 0 and np.all(np.abs(stored["action"]) <= 1.0)
+            box = t.env.unwrapped.safety
+            for tcp in stored["next_obs"]["state"][:, :3]:  # measured, so allow tracking error
+                assert box.contains(tcp, tol=0.01), tcp
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
 def test_policy_sources_refuse_what_they_cannot_do(offline_runs, tmp_path):
     from robot_rl.train import train
     with pytest.raises(ValueError, match="init.actor=false"):
