@@ -254,6 +254,7 @@ class ReplayBuffer:
         and any ``extra_spec`` key.
         """
         info = info or {}
+        action = self._checked(obs, action, reward, next_obs)
         ofid = self._last_next_fid if self._continues(obs) else self._write_frame(obs)
         nfid = self._write_frame(next_obs)
         tid = self._trans_written
@@ -261,7 +262,7 @@ class ReplayBuffer:
         self._obs_fid[slot] = ofid
         self._next_fid[slot] = nfid
         f = self._fields
-        f["action"][slot] = np.asarray(action, dtype=np.float32).reshape(self.action_dim)
+        f["action"][slot] = action
         f["reward"][slot] = reward
         f["terminated"][slot] = bool(terminated)
         f["truncated"][slot] = bool(truncated)
@@ -283,6 +284,25 @@ class ReplayBuffer:
                 self._last_raw = {k: np.array(next_obs[k], copy=True) for k in self.obs_transforms}
         self._advance_valid()
         return tid
+
+    def _checked(self, obs, action, reward, next_obs) -> np.ndarray:
+        """The action as stored, after refusing what would be stored wrongly: observations of
+        another shape (numpy would broadcast a (1,) state into 14 dims), NaN or inf actions
+        and rewards. Nothing is written when this raises."""
+        for name, o in (("obs", obs), ("next_obs", next_obs)):
+            for k, (shape, _) in self.raw_spec.items():
+                if k not in o:
+                    raise ValueError(f"replay insert: {name} has no key {k!r} (it has {sorted(o)})")
+                if np.shape(o[k]) != tuple(shape):
+                    raise ValueError(f"replay insert: {name}[{k!r}] has shape {np.shape(o[k])}, "
+                                     f"the buffer stores {tuple(shape)}")
+        a = np.asarray(action, dtype=np.float32)
+        if a.size != self.action_dim or not np.all(np.isfinite(a)):
+            raise ValueError(f"replay insert: the action must be {self.action_dim} finite numbers, "
+                             f"got {a.tolist()}")
+        if not np.isfinite(reward):
+            raise ValueError(f"replay insert: the reward must be finite, got {reward}")
+        return a.reshape(self.action_dim)
 
     def _advance_valid(self) -> None:
         oldest_frame = self._frames_written - self.frame_capacity

@@ -215,3 +215,23 @@ def test_cached_feature_key():
     b = buf.sample(6, np.random.default_rng(0))
     assert b["obs"]["front"].shape == (6, 3) and b["obs"]["front"].dtype == np.float16
     np.testing.assert_array_equal(b["next_obs"]["front"][:, 0], (b["next_obs"]["state"][:, 1]).astype(np.float16))
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda o, a, r: ({**o, "state": np.zeros(1, np.float32)}, a, r), r"obs\['state'\] has shape \(1,\)"),
+    (lambda o, a, r: ({"state": o["state"]}, a, r), "no key 'front'"),
+    (lambda o, a, r: (o, np.array([0.1, np.nan]), r), "2 finite numbers"),
+    (lambda o, a, r: (o, np.zeros(3), r), "2 finite numbers"),
+    (lambda o, a, r: (o, a, float("inf")), "reward must be finite"),
+])
+def test_insert_refuses_what_it_would_store_wrongly(change, message):
+    """A (1,) state was broadcast into every state dim, NaN actions and rewards were stored."""
+    buf = ReplayBuffer(10, _spec(), action_dim=2)
+    _fill(buf, [2])
+    before, frames = buf.get(buf.valid_ids()), buf.frames_written
+    obs, action, reward = change(_obs(9, 0), np.zeros(2, np.float32), 0.0)
+    with pytest.raises(ValueError, match=message):
+        buf.insert(obs, action, reward, _obs(9, 1), terminated=False)
+    assert len(buf) == 2 and buf.frames_written == frames    # nothing was written
+    after = buf.get(buf.valid_ids())
+    np.testing.assert_array_equal(after["obs"]["state"], before["obs"]["state"])
