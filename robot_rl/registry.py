@@ -18,6 +18,7 @@ class EnvEntry:
     entry_point: str
     kwargs: dict = field(default_factory=dict)
     max_episode_steps: int | None = None  # None: the env ends its own episodes (real tasks)
+    physical: bool = False  # drives a real arm: one process at a time may own it
 
 
 def _sim(task: str, vision: bool = False) -> EnvEntry:
@@ -33,9 +34,14 @@ ENV_IDS: dict[str, EnvEntry] = {
     "robot_rl/PandaPegInsertVision-v0": _sim("PandaPegInsert", vision=True),
     "robot_rl/PandaRelocate-v0": _sim("PandaRelocate"),
     "robot_rl/PandaRelocateVision-v0": _sim("PandaRelocate", vision=True),
-    "robot_rl/FrankaPegInsert-v0": EnvEntry("robot_rl.hardware.franka_env:make_franka_env"),
-    "robot_rl/ROS2Arm-v0": EnvEntry("robot_rl.hardware.ros2.hal:make_ros2_env"),
+    "robot_rl/FrankaPegInsert-v0": EnvEntry("robot_rl.hardware.franka_env:make_franka_env", physical=True),
+    "robot_rl/ROS2Arm-v0": EnvEntry("robot_rl.hardware.ros2.hal:make_ros2_env", physical=True),
 }
+
+
+def is_physical(env_id: str) -> bool:
+    """Whether `env_id` is one of our real-arm envs."""
+    return env_id in ENV_IDS and ENV_IDS[env_id].physical
 
 
 def register_envs() -> None:

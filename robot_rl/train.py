@@ -506,6 +506,11 @@ def train(cfg: RunConfig, progress: bool = True, run_dir: Path | None = None, re
         raise ValueError("agent.cql_alpha (Cal-QL's online phase) runs with runtime=local: the Ray "
                          "actors do not compute episodes' Monte-Carlo bounds")
     from robot_rl.agents.warm_start import is_policy_source
+    from robot_rl.registry import is_physical
+    if cfg.runtime.kind == "ray" and is_physical(cfg.env.id):
+        raise ValueError(f"runtime=ray with {cfg.env.id}, a real arm, is refused: every Ray actor and "
+                         f"the learner would each open the robot (one client at a time); train it "
+                         f"with runtime=local")
     if is_policy_source(cfg.init.from_) and (cfg.runtime.kind == "ray" or cfg.reset_free.enabled):
         raise ValueError(f"init.from={cfg.init.from_} (a policy to distil) runs with episodic "
                          f"runtime=local training")

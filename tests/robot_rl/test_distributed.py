@@ -169,3 +169,12 @@ def test_two_actors_train_reach_to_90_percent(ray_cluster, tmp_path):
     assert {e["actor"] for e in eps} == {0, 1}  # both actors contributed
     seeds = [e["episode_seed"] for e in eps]
     assert len(seeds) == len(set(seeds))
+
+
+def test_a_real_arm_is_refused_before_anything_connects():
+    """Two Ray actors (and the learner, which builds the env for its spaces) would each open the
+    one robot. Refused before any process starts or any connection is tried."""
+    config = Path(__file__).resolve().parents[2] / "config" / "franka_peg_insert.yaml"
+    cfg = load_config(str(config), ["runtime=ray", "env.kwargs.host=192.0.2.1"])  # TEST-NET: nothing there
+    with pytest.raises(ValueError, match="a real arm, is refused"):
+        train(cfg)
