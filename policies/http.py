@@ -35,10 +35,7 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Mapping, Optional
 
@@ -89,40 +86,43 @@ class HTTPPolicy:
     Args:
         url: full endpoint, e.g. ``http://127.0.0.1:8000/act``.
         instruction: language instruction sent with every request.
-        timeout: seconds to wait for a reply (connect + read) before ``PolicyServerTimeout``.
+        timeout: seconds the whole exchange may take (connect, send, read) before
+            ``PolicyServerTimeout``.
         action_dim: if given, replies whose last axis differs are rejected.
-        headers: extra HTTP headers (e.g. an auth token).
+        headers: extra HTTP headers (e.g. an auth token; sent to `url` only: redirects are
+            not followed).
+        max_reply_bytes: a longer reply is a ``PolicyServerProtocolError``.
     """
 
     def __init__(self, url: str, instruction: Optional[str] = None, timeout: float = 10.0,
-                 action_dim: Optional[int] = None, headers: Optional[Mapping[str, str]] = None):
+                 action_dim: Optional[int] = None, headers: Optional[Mapping[str, str]] = None,
+                 max_reply_bytes: int = 16 << 20):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {url!r}")
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         self.url, self.instruction, self.timeout = url, instruction, float(timeout)
+        self.max_reply_bytes = int(max_reply_bytes)
         self.action_dim = action_dim
         self.headers = {"Content-Type": "application/json", **dict(headers or {})}
 
     def request(self, obs: Mapping[str, Any], n: int) -> np.ndarray:
+        from robot_rl.http_client import ReplyTooLarge, post
         body = json.dumps({"observation": {k: encode_array(v) for k, v in obs.items()},
                            "instruction": self.instruction, "num_samples": int(n)}).encode()
-        req = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode("utf-8", "replace")
-            raise PolicyServerError(f"policy server {self.url} answered HTTP {exc.code} {exc.reason}: "
-                                    f"{detail}") from None
-        except (socket.timeout, TimeoutError) as exc:
+        try:  # a total deadline, a size cap, no redirects (robot_rl/http_client.py)
+            status, raw, _ = post(self.url, body, self.headers, self.timeout, self.max_reply_bytes)
+        except TimeoutError as exc:
             raise PolicyServerTimeout(f"policy server {self.url} did not answer within "
                                       f"{self.timeout:g} s") from exc
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, (socket.timeout, TimeoutError)):
-                raise PolicyServerTimeout(f"policy server {self.url} did not answer within "
-                                          f"{self.timeout:g} s") from exc
-            raise PolicyServerError(f"cannot reach policy server {self.url}: {exc.reason}") from exc
+        except ReplyTooLarge as exc:
+            raise PolicyServerProtocolError(f"policy server {self.url}: {exc}") from None
+        except OSError as exc:
+            raise PolicyServerError(f"cannot reach policy server {self.url}: {exc}") from exc
+        if status != 200:
+            hint = " (redirects are not followed)" if 300 <= status < 400 else ""
+            raise PolicyServerError(f"policy server {self.url} answered HTTP {status}{hint}: "
+                                    f"{raw[:300].decode('utf-8', 'replace')}")
         return self._parse(raw, n)
 
     def _parse(self, raw: bytes, n: int) -> np.ndarray:
@@ -156,22 +156,38 @@ class HTTPPolicy:
         return self.request(obs, 1)[0]
 
 
-def serve(policy: Any, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+def serve(policy: Any, host: str = "127.0.0.1", port: int = 0, request_timeout: float = 30.0,
+          max_request_bytes: int = 64 << 20, max_samples: int = 1024) -> ThreadingHTTPServer:
     """Serve ``policy.sample(obs, n)`` under the schema above on a background thread.
 
     Returns the running server (``server.server_address`` has the bound port; stop it with
-    ``server.shutdown(); server.server_close()``). Any path is accepted."""
+    ``server.shutdown(); server.server_close()``). Any path is accepted. A request without a
+    valid ``Content-Length``, or with ``num_samples`` outside [1, max_samples], is answered
+    400; one larger than ``max_request_bytes`` 413; a client silent for ``request_timeout``
+    seconds is dropped."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = request_timeout  # a client that stops sending is dropped, not waited for
+
         def do_POST(self):  # noqa: N802 (http.server's naming)
+            length = self.headers.get("Content-Length", "")
+            if not length.isdigit():  # missing, negative or not a number
+                return self._reply(400, {"error": f"bad Content-Length {length!r}"})
+            if int(length) > max_request_bytes:
+                return self._reply(413, {"error": f"request of {length} bytes, more than {max_request_bytes}"})
             try:
-                req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                req = json.loads(self.rfile.read(int(length)))
                 obs = {k: decode_array(v) for k, v in req["observation"].items()}
-                n = int(req.get("num_samples", 1))
+                n = req.get("num_samples", 1)
+                if not isinstance(n, int) or not 1 <= n <= max_samples:
+                    raise ValueError(f"num_samples must be an integer in [1, {max_samples}], got {n!r}")
                 actions = np.asarray(policy.sample(obs, n), np.float32)
                 status, body = 200, {"actions": actions.tolist()}
-            except (KeyError, ValueError, TypeError) as exc:
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
                 status, body = 400, {"error": f"{type(exc).__name__}: {exc}"}
+            self._reply(status, body)
+
+        def _reply(self, status: int, body: dict) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -17,8 +17,9 @@ filtering low-quality demos (`filter_dataset`, `robot-rl gvl filter DATASET --mi
 Unparseable answers are reported (NaN reward, counted, kept in `unparseable`), never guessed.
 
 Client configuration: arguments, else the environment: `ROBOT_RL_VLM_BASE_URL` (or
-`OPENAI_BASE_URL`), `ROBOT_RL_VLM_MODEL`, `ROBOT_RL_VLM_API_KEY` (or `OPENAI_API_KEY`;
-optional for local servers). Standard library only (urllib); images are sent as base64 PNG
+`OPENAI_BASE_URL`), `ROBOT_RL_VLM_MODEL`, `ROBOT_RL_VLM_API_KEY` (or `OPENAI_API_KEY`, sent
+only to api.openai.com; optional for local servers). Standard library only (http.client, with
+a total deadline, a reply cap and no redirects: robot_rl/http_client.py); images are sent as base64 PNG
 data URLs (JPEG when Pillow is installed and `image_format="jpeg"`).
 """
 from __future__ import annotations
@@ -30,11 +31,9 @@ import logging
 import math
 import os
 import re
-import socket
 import struct
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from robot_rl.http_client import ReplyTooLarge, post
 from robot_rl.rewards.base import (RewardModel, RewardModelError, RewardOutput, as_batch,
                                    require_key, spearman)
 
@@ -155,27 +155,24 @@ class ChatClient:
         base_url = base_url.rstrip("/")
         self.url = base_url if base_url.endswith("/chat/completions") else base_url + "/chat/completions"
         self.model = model
-        self.api_key = api_key or os.environ.get("ROBOT_RL_VLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        # OPENAI_API_KEY goes to OpenAI only: ROBOT_RL_VLM_BASE_URL may name any server
+        openai = urllib.parse.urlsplit(self.url).hostname == "api.openai.com"
+        self.api_key = api_key or os.environ.get("ROBOT_RL_VLM_API_KEY") or \
+            (os.environ.get("OPENAI_API_KEY") if openai else None)
         self.timeout, self.max_retries = float(timeout), int(max_retries)
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
         self.max_tokens, self.temperature = int(max_tokens), float(temperature)
         self.extra_headers, self.extra_body = dict(extra_headers or {}), dict(extra_body or {})
+        self.max_reply_bytes = 16 << 20
 
     def _request(self, body: bytes) -> tuple[int, bytes, Mapping[str, str]]:
+        """One POST with a total deadline, a reply cap and no redirects, so the key goes to
+        `self.url`'s host only (robot_rl/http_client.py)."""
         headers = {"Content-Type": "application/json", "Accept": "application/json",
                    **self.extra_headers}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return resp.status, resp.read(), dict(resp.headers)
-        except urllib.error.HTTPError as e:
-            try:
-                payload = e.read()
-            except Exception:  # noqa: BLE001
-                payload = b""
-            return e.code, payload, dict(e.headers or {})
+        return post(self.url, body, headers, self.timeout, self.max_reply_bytes)
 
     def complete(self, content: list[dict], system: str | None = None) -> ChatResponse:
         """One chat completion for a user message made of content parts (see `text_part`,
@@ -191,22 +188,15 @@ class ChatClient:
             delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
             try:
                 status, payload, headers = self._request(body)
-            except (TimeoutError, socket.timeout) as e:
+            except TimeoutError as e:
                 last = VLMTimeoutError(f"VLM request to {self.url} timed out after "
                                        f"{self.timeout:g} s (attempt {attempt}/"
                                        f"{self.max_retries + 1})")
                 last.__cause__ = e
-            except urllib.error.URLError as e:
-                if isinstance(e.reason, (TimeoutError, socket.timeout)):
-                    last = VLMTimeoutError(f"VLM request to {self.url} timed out after "
-                                           f"{self.timeout:g} s (attempt {attempt}/"
-                                           f"{self.max_retries + 1})")
-                else:
-                    last = VLMConnectionError(f"cannot reach VLM endpoint {self.url}: {e.reason} "
-                                              f"(attempt {attempt}/{self.max_retries + 1})")
-                last.__cause__ = e
-            except (ConnectionError, OSError) as e:
-                last = VLMConnectionError(f"connection to VLM endpoint {self.url} failed: {e} "
+            except ReplyTooLarge as e:
+                raise VLMResponseError(f"VLM endpoint {self.url}: {e}") from None
+            except OSError as e:
+                last = VLMConnectionError(f"cannot reach VLM endpoint {self.url}: {e} "
                                           f"(attempt {attempt}/{self.max_retries + 1})")
                 last.__cause__ = e
             else:

@@ -176,3 +176,95 @@ def test_reference_server_answers_bad_requests_with_400(reference_server):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=5)
     assert err.value.code == 400 and b"error" in err.value.read()
+
+
+def test_the_timeout_is_for_the_whole_reply_not_each_read():
+    """A server trickling its reply a byte at a time used to make act(timeout=1.0) take 4.8 s
+    (urllib's timeout is per socket operation)."""
+    def trickle(h):
+        h.send_response(200)
+        h.send_header("Content-Length", "60")
+        h.end_headers()
+        for _ in range(60):
+            h.wfile.write(b" ")
+            h.wfile.flush()
+            time.sleep(0.1)
+    server, url = raw_server(trickle)
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(PolicyServerTimeout):
+            HTTPPolicy(url, timeout=1.0).act(observation())
+        assert time.perf_counter() - t0 < 1.5
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_redirects_are_not_followed_and_the_token_stays_home():
+    """urllib followed a redirect to another host with the Authorization header (and turned
+    the POST into a GET whose reply became the action)."""
+    seen = []
+
+    def elsewhere(h):
+        seen.append(dict(h.headers))
+        reply(h, 200, b'{"actions": [[9, 9, 9, 9]]}')
+    other, other_url = raw_server(elsewhere)
+
+    def redirect(h):
+        h.send_response(307)
+        h.send_header("Location", other_url)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+    server, url = raw_server(redirect)
+    try:
+        with pytest.raises(PolicyServerError, match="HTTP 307 .redirects are not followed"):
+            HTTPPolicy(url, headers={"Authorization": "Bearer secret"}).act(observation())
+        assert seen == []
+    finally:
+        for s in (server, other):
+            s.shutdown()
+            s.server_close()
+
+
+def test_replies_larger_than_the_cap_are_refused():
+    def declared(h):
+        h.send_response(200)
+        h.send_header("Content-Length", str(1 << 30))
+        h.end_headers()
+
+    def streamed(h):  # no length: read until the cap
+        h.send_response(200)
+        h.end_headers()
+        h.wfile.write(b'{"actions": [' + b"0, " * 5000)
+    for handler in (declared, streamed):
+        server, url = raw_server(handler)
+        try:
+            with pytest.raises(PolicyServerProtocolError, match="bytes"):
+                HTTPPolicy(url, max_reply_bytes=10_000).act(observation())
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.mark.parametrize("headers,body,status", [
+    ({"Content-Length": "-5"}, b"", 400),
+    ({"Content-Length": str(1 << 40)}, b"", 413),
+    ({}, b"", 400),
+    ({"Content-Length": None}, json.dumps({"observation": {}, "num_samples": 10 ** 6}).encode(), 400),
+    ({"Content-Length": None}, json.dumps({"observation": {}, "num_samples": 0}).encode(), 400),
+    ({"Content-Length": None}, b"[1, 2]", 400),
+])
+def test_reference_server_refuses_bad_lengths_and_sample_counts(reference_server, headers, body, status):
+    import http.client
+    port = int(reference_server.split(":")[2].split("/")[0])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.putrequest("POST", "/act")
+        for k, v in headers.items():
+            conn.putheader(k, str(len(body)) if v is None else v)
+        conn.endheaders()
+        conn.send(body)
+        resp = conn.getresponse()
+        assert resp.status == status, resp.read()
+    finally:
+        conn.close()

@@ -274,6 +274,16 @@ def test_connection_refused_and_missing_config(monkeypatch):
     assert c.url == "http://127.0.0.1:1/v1/chat/completions" and c.model == "qwen2.5-vl"
 
 
+def test_an_openai_key_goes_to_openai_only(monkeypatch):
+    """OPENAI_API_KEY used to be sent to whatever ROBOT_RL_VLM_BASE_URL named."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.delenv("ROBOT_RL_VLM_API_KEY", raising=False)
+    assert ChatClient(base_url="http://127.0.0.1:8000/v1", model="m").api_key is None
+    assert ChatClient(base_url="https://api.openai.com/v1", model="m").api_key == "sk-secret"
+    monkeypatch.setenv("ROBOT_RL_VLM_API_KEY", "local-key")  # a key meant for the configured server
+    assert ChatClient(base_url="http://127.0.0.1:8000/v1", model="m").api_key == "local-key"
+
+
 def test_png_encoder_roundtrip():
     img = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encode_png(img)))), img)
