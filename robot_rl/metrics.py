@@ -26,10 +26,7 @@ class MetricsLogger:
                     self.tb.add_scalar(f"{kind}/{k}", v, step)
 
     def read(self, kind: str | None = None) -> list[dict]:
-        if not self.path.exists():
-            return []
-        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-        return [r for r in rows if kind is None or r["kind"] == kind]
+        return read_metrics(self.run_dir, kind)
 
     def truncate_after(self, step: int) -> None:
         """On resume: drop rows logged after the checkpoint so the log matches the state."""
@@ -61,6 +58,15 @@ class MetricsLogger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def read_metrics(run_dir: Path, kind: str | None = None) -> list[dict]:
+    """The rows of a run's metrics.jsonl (those of one `kind`, e.g. "eval"), oldest first."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if kind is None or r["kind"] == kind]
 
 
 def _plain(v):

@@ -56,8 +56,8 @@ def run_training(python: str, config: Path, overrides: list[str], timeout_s: flo
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
     run_dir = Path(json.loads(out.strip().splitlines()[-1])["run_dir"])
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in rows if r.get("kind") == "eval"]
+    from robot_rl.metrics import read_metrics
+    return read_metrics(run_dir, "eval")
 
 
 def _median(values):

@@ -3,7 +3,7 @@ walk-through of docs/finetuning.md measured.
 
 Per seed: a mixed-quality dataset (the scripted expert, `--noise 0.4 --fail-prob 0.5`, 200
 episodes, failures kept), a Cal-QL run on it (config/offline_pick_cube.yaml), the offline
-policy's success, then three online runs at equal env steps, all with the dataset as
+policy's success, then four online runs at equal env steps, all with the dataset as
 demos (config/finetune_pick_cube.yaml):
 - calql:        Cal-QL's online phase from the offline run (conservative term kept);
 - rlpd_init:    SAC/RLPD from the same initialization (`agent.cql_alpha=0`);
@@ -49,6 +49,7 @@ def summarize(curve: list[tuple[int, float]], start: float | None) -> dict:
 def one_seed(seed: int, runs_dir: Path, overrides: list[str]) -> dict:
     from robot_rl import config as cfgmod
     from robot_rl.demos import collect_scripted_demos
+    from robot_rl.metrics import read_metrics
     from robot_rl.offline import run_bc, run_offline
     from robot_rl.run_config import BCRunConfig, OfflineRunConfig, load_config
     from robot_rl.train import train
@@ -79,11 +80,10 @@ def one_seed(seed: int, runs_dir: Path, overrides: list[str]) -> dict:
             out["offline_success"] = offline_success(cfg)
             print(f"offline policy: {out['offline_success']:.0%}")
         res = train(cfg)
-        rows = [json.loads(x) for x in (Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
-        curve = [(r["step"], r["success_rate"]) for r in rows if r["kind"] == "eval"]
+        curve = [(r["step"], r["success_rate"]) for r in read_metrics(res["run_dir"], "eval")]
         start = out["offline_success"] if arm in ("calql", "rlpd_init") else None
         out[arm] = {**summarize(curve, start), "wall_clock_s": res["wall_clock_s"]}
-        distilled = [r for r in rows if r["kind"] == "distill"]
+        distilled = read_metrics(res["run_dir"], "distill")
         if distilled:  # the BC policy's own rollouts, before RL: where this arm starts from
             out[arm].update(prior_success=distilled[0]["success_rate"], prior_steps=distilled[0]["step"])
         print(json.dumps({arm: out[arm]}))

@@ -107,6 +107,7 @@ def replay_ratio() -> float:
 
 def sample_efficiency(config: str, seeds: list[int], threshold: float, overrides: list[str],
                       runs_dir: str) -> list[dict]:
+    from robot_rl.metrics import read_metrics
     from robot_rl.train import Trainer, load_config
     out = []
     for seed in seeds:
@@ -115,8 +116,7 @@ def sample_efficiency(config: str, seeds: list[int], threshold: float, overrides
                            f"runs_dir={runs_dir}", "train.eval_episodes=100",
                            f"train.stop_at_success={threshold}", *overrides])
         res = Trainer(cfg).run()
-        evals = [json.loads(x) for x in (Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
-        evals = [e for e in evals if e["kind"] == "eval"]
+        evals = read_metrics(res["run_dir"], "eval")
         hit = next((e for e in evals if e["success_rate"] >= threshold), None)
         out.append({"seed": seed, "steps": hit["step"] if hit else None,
                     "wall_clock_s": hit["wall_clock_s"] if hit else res["wall_clock_s"],
