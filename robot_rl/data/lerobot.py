@@ -125,6 +125,18 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def _dataset_file(root: Path, template: str, **fields) -> Path:
+    """`root / template.format(**fields)`, refused unless it stays inside `root`: the templates
+    (`data_path`, `video_path`) and video keys come from a dataset's own info.json, and a
+    downloaded one could name any file (`../../.bashrc`, `/etc/...`) to be written or read."""
+    rel = template.format(**fields)
+    path = Path(os.path.normpath(root / rel))
+    if os.path.isabs(rel) or not path.is_relative_to(os.path.normpath(root)):
+        raise DatasetError(f"{root / INFO_PATH}: the file path {rel!r} (from {template!r}) leads "
+                           f"outside the dataset; refusing it")
+    return path
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -789,6 +801,9 @@ class LeRobotDatasetWriter:
         if self._video_keys:
             info["video_path"] = info.get("video_path") or VIDEO_PATH
         self._info, self._episodes, self._tasks = info, meta.episodes, meta.tasks
+        self._data_path(0, 0)  # refuse paths leading outside the dataset before writing anything
+        for key in self._video_keys:
+            self._video_path(key, 0, 0)
         if meta.uncommitted_rows:  # a save crashed between the episodes file and info.json
             self._write_meta(self._info, self._episodes, self._tasks)
         self._remove_unreferenced_files()
@@ -811,12 +826,12 @@ class LeRobotDatasetWriter:
                 p.unlink(missing_ok=True)
 
     def _data_path(self, chunk_index: int, file_index: int) -> Path:
-        return self.root / self._info["data_path"].format(chunk_index=chunk_index, file_index=file_index)
+        return _dataset_file(self.root, self._info["data_path"], chunk_index=chunk_index,
+                             file_index=file_index)
 
     def _video_path(self, key: str, chunk_index: int, file_index: int) -> Path:
-        return self.root / self._info["video_path"].format(
-            video_key=key, chunk_index=chunk_index, file_index=file_index
-        )
+        return _dataset_file(self.root, self._info["video_path"], video_key=key,
+                             chunk_index=chunk_index, file_index=file_index)
 
     def _next_location(self, prefix: str) -> tuple[int, int]:
         # Always start a new file after the last one used, so we never touch an existing file
@@ -889,6 +904,9 @@ class LeRobotDatasetWriter:
                 if arr.shape != shape:
                     raise ValueError(f"{name!r}: expected shape {shape}, got {arr.shape}")
                 arr = arr.astype(ft["dtype"])  # copy: the caller may reuse its buffers
+                if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                    raise ValueError(f"{name!r}: {arr.tolist()} is not finite; NaN/inf would "
+                                     f"poison the dataset's stats and every learner reading it")
             values[name] = arr
 
         for key in self._video_keys:
@@ -1115,18 +1133,13 @@ class LeRobotDataset:
         self._check_files()
 
     def _data_path(self, row: Mapping[str, Any]) -> Path:
-        template = self.info.get("data_path", DATA_PATH)
-        return self.root / template.format(
-            chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
-        )
+        return _dataset_file(self.root, self.info.get("data_path", DATA_PATH),
+                             chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
 
     def _video_path(self, row: Mapping[str, Any], key: str) -> Path:
-        template = self.info.get("video_path") or VIDEO_PATH
-        return self.root / template.format(
-            video_key=key,
-            chunk_index=row[f"videos/{key}/chunk_index"],
-            file_index=row[f"videos/{key}/file_index"],
-        )
+        return _dataset_file(self.root, self.info.get("video_path") or VIDEO_PATH, video_key=key,
+                             chunk_index=row[f"videos/{key}/chunk_index"],
+                             file_index=row[f"videos/{key}/file_index"])
 
     def _check_files(self) -> None:
         # Episodes of one data file occupy a contiguous range of global indices.

@@ -252,6 +252,48 @@ def test_append_after_reopen(tmp_path, episodes):
     assert_stats_match(root, episodes)
 
 
+@pytest.mark.parametrize("field,template", [
+    ("data_path", "../../escaped/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"),
+    ("data_path", "/tmp/escaped-{chunk_index}-{file_index}.parquet"),
+    ("video_path", "videos/../../../escaped/{video_key}/file-{chunk_index}-{file_index}.mp4"),
+])
+def test_paths_in_a_downloaded_info_json_cannot_leave_the_dataset(tmp_path, episodes, field, template):
+    """A dataset's info.json names where its files go; appending to a downloaded one used to
+    write wherever it said. Refused on open, by the writer and the reader, and nothing is
+    written outside."""
+    root = tmp_path / "a" / "b" / "ds"
+    with LeRobotDatasetWriter(root, FPS, FEATURES) as writer:
+        add_episode(writer, episodes[0], "pick")
+        writer.save_episode()
+    info_path = root / "meta" / "info.json"
+    info = json.loads(info_path.read_text())
+    info[field] = template
+    info_path.write_text(json.dumps(info))
+    before = {p for p in tmp_path.rglob("*")}
+    with pytest.raises(DatasetError, match="outside the dataset"):
+        LeRobotDatasetWriter(root, FPS, FEATURES)
+    with pytest.raises(DatasetError, match="outside the dataset"):
+        LeRobotDataset(root)
+    assert {p for p in tmp_path.rglob("*")} == before
+    assert not Path("/tmp/escaped-0-1.parquet").exists()
+
+
+def test_non_finite_values_are_refused_before_they_reach_data_or_stats(tmp_path, episodes):
+    root = tmp_path / "ds"
+    with LeRobotDatasetWriter(root, FPS, FEATURES) as writer:
+        frame = {k: v[0] for k, v in episodes[0].items()}
+        for key, bad in [("action", np.array([0.1, np.nan, 0.0], np.float32)),
+                         ("next.reward", np.float32(np.inf)),
+                         ("observation.state", np.full(6, -np.inf, np.float32))]:
+            with pytest.raises(ValueError, match=f"{key}.*not finite"):
+                writer.add_frame({**frame, key: bad}, "pick")
+        add_episode(writer, episodes[0], "pick")  # the episode was left intact
+        writer.save_episode()
+    stats = json.loads((root / "meta/stats.json").read_text())
+    assert all(np.isfinite(np.asarray(stats[k]["mean"])).all() for k in NUMERIC)
+    assert_episode_matches(LeRobotDataset(root), 0, episodes[0], "pick")
+
+
 def test_discard_episode_leaves_nothing(tmp_path, episodes):
     root = tmp_path / "ds"
     with LeRobotDatasetWriter(root, FPS, FEATURES) as writer:
