@@ -7,6 +7,7 @@ one is used, never silently loaded, and never overwritten by the next save.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -30,24 +31,66 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in `path` durable (a file's fsync does not cover it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(ckpt_dir: Path) -> None:
+    """Half-written checkpoints of processes that died while writing them."""
+    for tmp in ckpt_dir.glob(".tmp_step_*"):
+        try:
+            pid = int(tmp.name.rsplit("_", 1)[1])
+        except ValueError:
+            pid = -1
+        if pid == os.getpid() or pid <= 0 or not _pid_alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def save_checkpoint(ckpt_dir: Path, step: int, writers: dict[str, Callable[[Path], None]],
                     keep: int = 2) -> Path:
-    """`writers` maps file name -> fn(path) writing that file. Returns the final directory."""
+    """`writers` maps file name -> fn(path) writing that file. Returns the final directory.
+    A failed save (a full disk) removes what it wrote and raises `CheckpointError`; the
+    checkpoints already there are untouched."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(ckpt_dir)
     final = ckpt_dir / f"step_{step:09d}"
     tmp = ckpt_dir / f".tmp_step_{step:09d}_{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for name, write in writers.items():
-        write(tmp / name)
-    manifest = {"step": step, "files": {n: _sha256(tmp / n) for n in writers}}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    for p in tmp.iterdir():  # durable before the rename makes it visible
-        with open(p, "rb") as f:
-            os.fsync(f.fileno())
+    try:
+        tmp.mkdir()
+        for name, write in writers.items():
+            write(tmp / name)
+        manifest = {"step": step, "files": {n: _sha256(tmp / n) for n in writers}}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        for p in tmp.iterdir():  # durable before the rename makes it visible
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(tmp)
+    except Exception as exc:  # OSError from numpy, RuntimeError from torch.save on ENOSPC
+        shutil.rmtree(tmp, ignore_errors=True)
+        free = shutil.disk_usage(ckpt_dir).free
+        if getattr(exc, "errno", None) == errno.ENOSPC or free < (1 << 20):
+            exc = f"No space left on device ({free >> 10} KiB free: {exc})"
+        raise CheckpointError(f"could not write checkpoint {final.name} under {ckpt_dir}: {exc}; "
+                              f"the previous checkpoints are intact") from None
     if final.exists():  # re-saving the same step (e.g. after a resume): replace it whole
         shutil.rmtree(final)
     os.replace(tmp, final)
+    _fsync_dir(ckpt_dir)  # the rename itself survives a power cut
     for old in sorted(ckpt_dir.glob("step_*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

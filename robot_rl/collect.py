@@ -115,6 +115,12 @@ class EpisodeRecorder:
         from robot_rl.data.episodes import make_frame
         if self._obs is None:
             raise RuntimeError("start_episode(obs, seed) must come before add_step")
+        if info.get("connection_lost"):  # no real next observation: end at the last real frame
+            if self._pending is not None:
+                self.mark_last(truncated=True)
+            if self.autosave:
+                self.save()
+            return
         frame = make_frame(self._obs, action, reward, terminated, truncated,
                            bool(info.get("is_success", False)), bool(info.get("intervention")))
         frame["label.success"] = self._obs_success

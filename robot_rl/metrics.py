@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 
@@ -32,7 +33,10 @@ class MetricsLogger:
         """On resume: drop rows logged after the checkpoint so the log matches the state."""
         rows = [r for r in self.read() if r["step"] <= step]
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        with open(tmp, "w") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+            f.flush()
+            os.fsync(f.fileno())
         tmp.replace(self.path)
 
     def plot_curve(self) -> Path | None:
@@ -65,7 +69,14 @@ def read_metrics(run_dir: Path, kind: str | None = None) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and not text.endswith("\n"):
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:  # the process died mid-write: that row never happened
+            lines.pop()
+    rows = [json.loads(line) for line in lines]
     return [r for r in rows if kind is None or r["kind"] == kind]
 
 

@@ -27,7 +27,8 @@ import numpy as np
 
 from robot_rl import config as cfgmod
 from robot_rl.run_config import RunConfig
-from robot_rl.train import EpisodeStats, Trainer, check_run_dir, make_env
+from robot_rl.train import (EpisodeStats, StopSignals, Trainer, check_run_dir, make_env,
+                            save_after_failure)
 
 NEVER = 10 ** 15  # the direction trainers never checkpoint or stop on their own: this module does
 
@@ -60,6 +61,7 @@ class ResetFreeTrainer:
         self.turn, self.episodes = 0, 0
         self.resets = {"scheduled": 0, "stuck": 0}
         self.elapsed, self.checkpoints = 0.0, 0
+        self.stopped_by: str | None = None
         self.trainers: dict[str, DirectionTrainer] = {}
         env = None
         for d in self.directions:
@@ -130,40 +132,52 @@ class ResetFreeTrainer:
                    disable=not self.progress, desc=self.cfg.name)
         t_start = time.perf_counter() - self.elapsed
         stop = False
-        try:
-            while self.step < total and not stop:
-                direction = self.directions[self.turn]
-                t = self.trainers[direction]
-                obs = self._start_episode(direction, t)
-                ep, done, before = EpisodeStats(), False, self.step
-                while not done:
-                    if t.step < c.random_steps:
-                        action = t.rng.uniform(-1, 1, self.env.action_space.shape).astype(np.float32)
-                    else:
-                        action = t.agent.act(obs)
-                    next_obs, reward, term, trunc, info = self.env.step(action)
-                    t.record(obs, action, reward, next_obs, term, trunc, info, ep, direction=direction)
-                    obs, done = next_obs, term or trunc
-                    self.elapsed = time.perf_counter() - t_start
-                    t.evaluate_and_checkpoint()
-                    t.report(bar)
-                bar.update(self.step - before)
-                self.episodes += 1
-                self.failures_in_a_row[direction] = 0 if info["is_success"] else self.failures_in_a_row[direction] + 1
-                self.turn = 1 - self.turn
-                forward = self.trainers[self.directions[0]]
-                stop = c.stop_at_success is not None and (forward.last_eval or 0.0) >= c.stop_at_success
-                if self.step // c.checkpoint_every > before // c.checkpoint_every or self.step >= total or stop:
+        with StopSignals() as signals:
+            try:
+                while self.step < total and not stop and not signals.requested:
+                    direction = self.directions[self.turn]
+                    t = self.trainers[direction]
+                    obs = self._start_episode(direction, t)
+                    ep, done, before = EpisodeStats(), False, self.step
+                    while not done and not signals.requested:
+                        if t.step < c.random_steps:
+                            action = t.rng.uniform(-1, 1, self.env.action_space.shape).astype(np.float32)
+                        else:
+                            action = t.agent.act(obs)
+                        next_obs, reward, term, trunc, info = self.env.step(action)
+                        t.record(obs, action, reward, next_obs, term, trunc, info, ep, direction=direction)
+                        obs, done = next_obs, term or trunc
+                        self.elapsed = time.perf_counter() - t_start
+                        t.evaluate_and_checkpoint()
+                        t.report(bar)
+                    bar.update(self.step - before)
+                    if not done:  # stopped by a signal mid-episode: saved below, resumed afresh
+                        break
+                    self.episodes += 1
+                    self.failures_in_a_row[direction] = 0 if info["is_success"] else self.failures_in_a_row[direction] + 1
+                    self.turn = 1 - self.turn
+                    forward = self.trainers[self.directions[0]]
+                    stop = c.stop_at_success is not None and (forward.last_eval or 0.0) >= c.stop_at_success
+                    if self.step // c.checkpoint_every > before // c.checkpoint_every or self.step >= total or stop:
+                        self.save()
+                if signals.requested:
                     self.save()
-        finally:
-            bar.close()
-            for t in self.trainers.values():
-                t.eval_env.close()
-                t.metrics.plot_curve()
-            self.env.close()
+                    self.stopped_by = signals.requested
+                    print(f"{signals.requested}: checkpoint saved; resume with "
+                          f"`robot-rl train --resume {self.run_dir}`", flush=True)
+            except BaseException:
+                save_after_failure(self.save, str(self.run_dir))
+                raise
+            finally:
+                bar.close()
+                for t in self.trainers.values():
+                    t.eval_env.close()
+                    t.metrics.plot_curve()
+                self.env.close()
         return self.result()
 
     def result(self) -> dict:
         return {"step": self.step, "episodes": self.episodes, "resets": dict(self.resets),
                 "eval_success": {d: t.last_eval for d, t in self.trainers.items()},
-                "wall_clock_s": self.elapsed, "run_dir": str(self.run_dir)}
+                "wall_clock_s": self.elapsed, "run_dir": str(self.run_dir),
+                "stopped_by": self.stopped_by}

@@ -4,11 +4,15 @@
 events, evaluation videos and `learning_curve.png`. Resume is exact: replay buffers, networks,
 optimizers, counters and every RNG come back from the last good checkpoint, the env starts a
 fresh episode, and the step counter continues, so each env step is stored exactly once.
-The config schema (`RunConfig`, `load_config`) is in robot_rl/run_config.py.
+Nothing is lost on a stop: SIGTERM or Ctrl-C end the run at the next step with a checkpoint,
+and an exception in the loop (a robot error, a policy server failing) saves one before it
+propagates. The config schema (`RunConfig`, `load_config`) is in robot_rl/run_config.py.
 """
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 import warnings
 from collections import deque
@@ -95,6 +99,44 @@ def evaluate(agent, env, episodes: int, seed: int, video_path: Path | None = Non
             "length": float(np.mean(lengths)), "episodes": episodes}
 
 
+class StopSignals:
+    """SIGTERM and SIGINT ask the training loop to stop at the next step boundary (`requested`
+    names the signal), so the checkpoint it then saves holds whole steps only; a second Ctrl-C
+    aborts at once. Installed only in the main thread (Python delivers signals there)."""
+
+    def __init__(self):
+        self.requested: str | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        print(f"\n{self.requested}: stopping after this step and saving a checkpoint"
+              + (" (Ctrl-C again to abort)" if signum == signal.SIGINT else ""), flush=True)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def save_after_failure(save: Callable[[], object], run_dir: str) -> None:
+    """Called while an exception propagates: checkpoint what was learned, without letting a
+    second failure (a full disk) hide the first."""
+    try:
+        save()
+        print(f"{run_dir} stopped by an error: checkpoint saved; fix the cause and "
+              f"resume with `robot-rl train --resume {run_dir}`", flush=True)
+    except Exception as exc:  # noqa: BLE001 - the original error is what the user must see
+        print(f"{run_dir}: could not save a checkpoint after the error ({exc})", flush=True)
+
+
 def check_run_dir(run_dir: Path, resume: bool) -> Path:
     """A new run must not overwrite one that has checkpoints."""
     if not resume and (run_dir / "checkpoints").exists() and \
@@ -122,6 +164,12 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = check_run_dir(Path(run_dir or Path(cfg.runs_dir) / cfg.name), resume)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and not any((self.run_dir / "checkpoints").glob("step_*")):
+            # killed before its first checkpoint was complete: nothing to resume, so start it
+            # (re-running quickstart.sh used to fail with "no usable checkpoint" forever)
+            print(f"{self.run_dir} has no completed checkpoint: starting it from step 0")
+            resume = False
+            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
         cfgmod.save(cfg, self.run_dir / "config.yaml")
         torch.set_num_threads(cfg.train.torch_threads)
         self.progress = progress
@@ -148,6 +196,8 @@ class Trainer:
         self.step = self.episode = 0
         self.recent = deque(maxlen=20)  # (success, intervention fraction) of recent episodes
         self.last_eval: float | None = None
+        self.stopped_by: str | None = None  # the signal that ended the run early, if one did
+        self.recorded_at_checkpoint: int | None = None  # the dataset's episodes at the resumed one
         self.normalized = False
         self.elapsed = 0.0
         self.metrics = MetricsLogger(self.run_dir)
@@ -330,14 +380,37 @@ class Trainer:
         return True
 
     # ---- checkpoints --------------------------------------------------------------------
+    def _recorder(self):
+        """The `env.teleop.record_interventions` dataset's recorder, if the run has one."""
+        from robot_rl.envs import find_wrapper
+        from robot_rl.hardware.intervention import InterventionWrapper
+        return getattr(find_wrapper(self.env, InterventionWrapper), "recorder", None)
+
+    def _skip_episodes_recorded_since_checkpoint(self) -> None:
+        """Episodes the `record_interventions` dataset got after the checkpoint (the one in
+        progress at a stop, or all since it after a hard kill) stay in the dataset; their
+        numbers, and so their seeds, are not used again, so no episode is recorded twice."""
+        recorder = self._recorder()
+        if recorder is None or self.recorded_at_checkpoint is None:
+            return
+        later = recorder.writer.num_episodes - self.recorded_at_checkpoint
+        if later > 0:
+            self.episode += later
+            print(f"{recorder.root}: {later} episode(s) recorded after the checkpoint are kept; "
+                  f"training continues from episode {self.episode}")
+        self.recorded_at_checkpoint = None
+
     def _state(self) -> dict:
         """Counters and RNG saved in `trainer.json` (subclasses add theirs)."""
+        recorder = self._recorder()
         return {"step": self.step, "episode": self.episode, "rng": self.rng.bit_generator.state,
                 "recent": list(self.recent), "last_eval": self.last_eval,
-                "elapsed": self.elapsed, "normalized": self.normalized}
+                "elapsed": self.elapsed, "normalized": self.normalized,
+                "recorded_episodes": None if recorder is None else recorder.writer.num_episodes}
 
     def _load_state(self, state: dict) -> None:
         self.step, self.episode = state["step"], state["episode"]
+        self.recorded_at_checkpoint = state.get("recorded_episodes")
         self.rng.bit_generator.state = state["rng"]
         self.recent.extend(tuple(x) for x in state["recent"])
         self.last_eval, self.elapsed = state["last_eval"], state["elapsed"]
@@ -377,47 +450,61 @@ class Trainer:
         from tqdm import tqdm
         c = self.cfg.train
         env, agent = self.env, self.agent
+        self._skip_episodes_recorded_since_checkpoint()
         obs, _ = env.reset(seed=self._episode_seed())
         ep = EpisodeStats()
         bar = tqdm(total=c.total_env_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=not self.progress, desc=self.cfg.name)
         t_start = time.perf_counter() - self.elapsed
         self.t_last = time.perf_counter()
-        try:
-            while self.step < c.total_env_steps:
-                if self.step < c.random_steps:
-                    action = self.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
-                else:
-                    action = agent.act(obs)
-                next_obs, reward, term, trunc, info = env.step(action)
-                self.record(obs, action, reward, next_obs, term, trunc, info, ep)
-                for n_steps, fn in self.periodic:
-                    if self.step % n_steps == 0:
-                        fn(self)
-                obs = next_obs
-                if term or trunc:
-                    if info.get("teleop_lost"):
-                        self.save()
-                        print("teleop device lost: checkpoint saved; reconnect it and resume "
-                              f"with `robot-rl train --resume {self.run_dir}`")
+        with StopSignals() as stop:
+            try:
+                while self.step < c.total_env_steps and not stop.requested:
+                    if self.step < c.random_steps:
+                        action = self.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+                    else:
+                        action = agent.act(obs)
+                    next_obs, reward, term, trunc, info = env.step(action)
+                    self.record(obs, action, reward, next_obs, term, trunc, info, ep)
+                    for n_steps, fn in self.periodic:
+                        if self.step % n_steps == 0:
+                            fn(self)
+                    obs = next_obs
+                    if term or trunc:
+                        if info.get("teleop_lost"):
+                            self.save()
+                            print("teleop device lost: checkpoint saved; reconnect it and resume "
+                                  f"with `robot-rl train --resume {self.run_dir}`")
+                            break
+                        obs, _ = env.reset(seed=self._episode_seed())
+                    self.report(bar)
+                    self.elapsed = time.perf_counter() - t_start
+                    if self.evaluate_and_checkpoint():
                         break
-                    obs, _ = env.reset(seed=self._episode_seed())
-                self.report(bar)
-                self.elapsed = time.perf_counter() - t_start
-                if self.evaluate_and_checkpoint():
-                    break
-        finally:
-            bar.close()
-            self.env.close()  # flushes a recording wrapper's last episode
-            self.eval_env.close()  # a real robot's connection is shared: its last handle frees it
-            self.metrics.plot_curve()
+                if stop.requested:
+                    self.stopped_by = stop.requested
+                    print(f"{stop.requested}: checkpoint saved ({self.save()}); resume with "
+                          f"`robot-rl train --resume {self.run_dir}`", flush=True)
+            except BaseException:
+                save_after_failure(self.save, str(self.run_dir))
+                raise
+            finally:
+                bar.close()
+                self.env.close()  # flushes a recording wrapper's last episode
+                self.eval_env.close()  # a real robot's connection is shared: its last handle frees it
+                self.metrics.plot_curve()
         return self.result()
 
     def record(self, obs, action, reward, next_obs, term, trunc, info, ep: EpisodeStats,
                learn: bool = True, **episode_fields) -> None:
         """One env step, wherever it was taken: store it (human corrections also into the
         demo buffer), count it, run the `utd_ratio` updates once past warm-up, and log the
-        episode when it ends (`episode_fields` go into that row)."""
+        episode when it ends (`episode_fields` go into that row). A step on which the robot
+        connection was lost only ends the episode: it has no real next observation, so nothing
+        is stored or counted."""
+        if info.get("connection_lost"):
+            self._end_episode(info, ep, episode_fields)
+            return
         executed = info.get("intervene_action", info.get("action", action))
         tid = self.online.insert(obs, executed, reward, next_obs, term, trunc, info)
         if self.calibrated:
@@ -436,17 +523,22 @@ class Trainer:
             self.agent.update_many(self.sample)
             self.updates_since += self.cfg.agent.utd_ratio
         if term or trunc:
-            if self.calibrated:
+            self._end_episode(info, ep, episode_fields, terminated=bool(term))
+
+    def _end_episode(self, info: dict, ep: EpisodeStats, episode_fields: dict,
+                     terminated: bool = False) -> None:
+        if self.calibrated:
+            if self.episode_ids:
                 self.online.set_extra("mc_bound", self.episode_ids,
-                                      self.mc_bounds(self.episode_rewards, bool(term)))
-                self.episode_ids, self.episode_rewards = [], []
-            rate = ep.interventions / ep.length
-            self.recent.append((bool(info["is_success"]), rate))
-            self.metrics.log("episode", self.step, episode=self.episode,
-                             success=bool(info["is_success"]), episode_return=ep.ret,
-                             length=ep.length, intervention_rate=rate, **episode_fields)
-            self.episode += 1
-            ep.reset()
+                                      self.mc_bounds(self.episode_rewards, terminated))
+            self.episode_ids, self.episode_rewards = [], []
+        rate = ep.interventions / max(ep.length, 1)
+        self.recent.append((bool(info["is_success"]), rate))
+        self.metrics.log("episode", self.step, episode=self.episode,
+                         success=bool(info["is_success"]), episode_return=ep.ret,
+                         length=ep.length, intervention_rate=rate, **episode_fields)
+        self.episode += 1
+        ep.reset()
 
     def report(self, bar=None, every_s: float = 2.0) -> None:
         """Updates/s into metrics.jsonl every `every_s` seconds; progress-bar postfix."""
@@ -477,11 +569,7 @@ class Trainer:
         stop = False
         if self.step % c.eval_every == 0 or self.step == c.total_env_steps:
             video = (self.run_dir / "videos" / f"eval_step_{self.step:09d}.mp4") if self.video else None
-            try:
-                res = evaluate(self.agent, self.eval_env, c.eval_episodes, c.eval_seed, video)
-            except BaseException:  # a failing evaluation must not lose the training so far
-                self.save()
-                raise
+            res = evaluate(self.agent, self.eval_env, c.eval_episodes, c.eval_seed, video)
             self.last_eval = res["success_rate"]
             self.metrics.log("eval", self.step, wall_clock_s=self.elapsed, **res)
             self.metrics.plot_curve()
@@ -492,7 +580,8 @@ class Trainer:
 
     def result(self) -> dict:
         return {"step": self.step, "episodes": self.episode, "eval_success": self.last_eval,
-                "wall_clock_s": self.elapsed, "run_dir": str(self.run_dir)}
+                "wall_clock_s": self.elapsed, "run_dir": str(self.run_dir),
+                "stopped_by": self.stopped_by}
 
     def _freeze_normalization(self) -> None:
         keys = self.agent.encoder.vector_keys

@@ -208,3 +208,86 @@ def test_training_run_with_scripted_operator_keeps_every_intervention(tmp_path):
     # the executed (operator) actions are what the dataset and the online buffer hold
     acts = np.concatenate([ds.episode(e)["action"] for e in range(ds.num_episodes)])
     np.testing.assert_allclose(acts, online["action"], atol=1e-6)
+
+
+class RaisesAtStep(gym.Wrapper):
+    """Below the operator: a robot that raises `exc` on its `n`-th step (once)."""
+
+    def __init__(self, env, n: int, exc: Exception):
+        super().__init__(env)
+        self.n, self.exc, self.steps = n, exc, 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps == self.n:
+            raise self.exc
+        return self.env.step(action)
+
+
+def _recording_trainer(tmp_path, resume: bool, fail_at: int | None = None, every: int = 3,
+                       wrap=None):
+    """A Trainer whose env is the sim arm with a scripted SpaceMouse operator and
+    `record_interventions`-style recording into tmp_path/interventions."""
+    from robot_rl.collect import EpisodeRecorder
+    from robot_rl.train import Trainer, load_config
+    cfg = load_config("config/reach.yaml", [
+        "env.id=robot_rl/PandaReach-v0", "agent.num_critics=2", "agent.hidden_dims=[32, 32]",
+        "agent.batch_size=32", "agent.utd_ratio=1", "demos.scripted_episodes=2",
+        "train.warmup_steps=20", "train.eval_every=100000", "train.eval_episodes=1",
+        "train.video=false", "train.checkpoint_every=100000", "train.total_env_steps=200",
+        "train.torch_threads=1", f"runs_dir={tmp_path}", "name=rec"])
+    trainer = Trainer(cfg, run_dir=tmp_path / "rec", resume=resume, progress=False)
+    trainer.env.close()
+    env = gym.make(cfg.env.id)
+    operator = ScriptedOperatorHID(env, every=every)
+    inner = env if wrap is None else wrap(env)
+    recorder = EpisodeRecorder(tmp_path / "interventions", env, env_id=cfg.env.id)
+    trainer.env = InterventionWrapper(inner, SpaceMouse(device="SpaceMouseWireless",
+                                                        hid_device=operator), recorder=recorder)
+    return trainer
+
+
+def test_resume_with_recording_records_no_episode_twice(tmp_path):
+    """A robot error at step 130 (mid-episode) saves a checkpoint and the episode in progress;
+    the resumed run records the rest. Every env step is one dataset frame and one online
+    transition, and no episode (seed) is in the dataset twice."""
+    from robot_rl.data.lerobot import LeRobotDataset
+    first = _recording_trainer(
+        tmp_path, resume=False,
+        wrap=lambda e: RaisesAtStep(e, 130, RuntimeError("FrankaError: communication_constraints_violation")))
+    with pytest.raises(RuntimeError, match="communication_constraints"):
+        first.run()
+    second = _recording_trainer(tmp_path, resume=True)
+    assert second.step == 129
+    second.run()
+    ds = LeRobotDataset(tmp_path / "interventions")
+    seeds = [int(ds.episode(e)["episode_seed"][0]) for e in range(ds.num_episodes)]
+    assert len(seeds) == len(set(seeds)), seeds
+    assert ds.num_frames == 200 == len(second.online)
+
+
+def test_a_lost_connection_stores_no_transition(tmp_path):
+    """The robot drops mid-episode while the operator is intervening: the episode ends at the
+    last real step; no stand-in transition (previous observation, reward 0) reaches the
+    online buffer, the demo buffer or the dataset."""
+    from robot_rl.data.lerobot import LeRobotDataset
+    from robot_rl.hardware.safety import ConnectionGuard, ConnectionLostError
+    trainer = _recording_trainer(
+        tmp_path, resume=False, every=1,
+        wrap=lambda e: ConnectionGuard(RaisesAtStep(e, 30, ConnectionLostError("no fresh state"))))
+    n_demo = len(trainer.demo)
+    trainer.run()
+    trainer.env.close()
+    online = trainer.online.get(trainer.online.valid_ids())
+    # 200 steps counted, all real: none repeats its observation as the next one
+    assert len(online["reward"]) == 200 == trainer.step
+    same = [np.array_equal(online["obs"]["state"][i], online["next_obs"]["state"][i])
+            for i in range(200)]
+    assert not any(same)
+    demo = trainer.demo.get(trainer.demo.valid_ids())
+    assert len(demo["reward"]) - n_demo == int(online["intervention"].sum())
+    ds = LeRobotDataset(tmp_path / "interventions")
+    assert ds.num_frames == 200
+    ends = np.cumsum([len(ds.episode(e)["action"]) for e in range(ds.num_episodes)])
+    cut = ds.episode(int(np.flatnonzero(ends == 29)[0]))  # the lost step was the 30th
+    assert bool(cut["next.done"][-1]) and not bool(cut["next.terminated"][-1])
