@@ -115,17 +115,20 @@ class _ThreadedCamera:
 
     # ---- thread --------------------------------------------------------------------------
     def _run(self) -> None:
+        # A failure to grab or to process a frame never ends the thread (it used to, silently,
+        # when processing failed): it is kept in `error` and `read()` reports it once the
+        # frames go stale.
         while not self._stop.is_set():
             try:
                 got = self._grab()
+                if got is None:
+                    continue
+                t_ns = time.monotonic_ns()
+                rgb, depth = self.process(*got)
             except Exception as exc:  # noqa: BLE001 (reported through staleness)
                 self.error = f"{type(exc).__name__}: {exc}"
                 self._stop.wait(0.05)
                 continue
-            if got is None:
-                continue
-            t_ns = time.monotonic_ns()
-            rgb, depth = self.process(*got)
             frame = Frame(rgb=rgb, t_ns=t_ns, depth=depth)
             with self._new:
                 self._latest, self._latest_wall = frame, time.monotonic()

@@ -68,6 +68,31 @@ JOINT_LIMITS = {
 }
 
 
+def connect_within(factory, timeout_s: float, what: str):
+    """`factory()` (a franky constructor, which blocks in libfranka's handshake for as long
+    as a stalled peer keeps the TCP connection open) bounded by `timeout_s`: past it,
+    `ConnectionLostError`. The stuck call is left to finish in a daemon thread; whatever it
+    returns late is dropped."""
+    result: dict = {}
+
+    def run():
+        try:
+            result["value"] = factory()
+        except Exception as exc:  # noqa: BLE001 - re-raised below
+            result["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True, name=f"connect {what}")
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        raise ConnectionLostError(f"cannot connect to {what}: no answer within {timeout_s} s "
+                                  f"(is it powered, FCI enabled, the network up?)")
+    if "error" in result:
+        exc = result["error"]
+        raise ConnectionLostError(f"cannot connect to {what}: {type(exc).__name__}: {exc}") from exc
+    return result["value"]
+
+
 class FrankaError(RuntimeError):
     """The robot refused or aborted a command and recovery did not help."""
 
@@ -210,11 +235,8 @@ class FrankaArm:
         read-only: nothing moves (used by `robot-rl robot check`)."""
         franky = self.franky = import_franky()
         rt = franky.RealtimeConfig.Enforce if self.realtime else franky.RealtimeConfig.Ignore
-        try:
-            self._robot = franky.Robot(self.host, realtime_config=rt)
-        except Exception as exc:
-            raise ConnectionLostError(f"cannot connect to the Franka at {self.host}: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+        self._robot = connect_within(lambda: franky.Robot(self.host, realtime_config=rt),
+                                     self.connect_timeout_s, f"the Franka at {self.host}")
         r = self._robot
         if r.has_errors:
             r.recover_from_errors()
@@ -548,14 +570,21 @@ class FrankaGripper:
     at a time (the hand cannot take overlapping commands) and then the newest pending target;
     targets within `deadband` of the last one are dropped (RobotEnv re-sends every step).
     Widths at or below `grasp_below` become a force-controlled grasp (`force`, any object
-    width), wider ones a position move. `state()` never blocks (a poller samples the hand).
+    width), wider ones a position move. `state()` never blocks (a poller samples the hand). A
+    command that does not finish within `command_timeout_s`, or a constructor that gets no
+    answer within `connect_timeout_s`, is a `ConnectionLostError` (the episode ends; reset
+    reconnects).
     """
 
     def __init__(self, host: str = "172.16.0.2", speed: float = 0.1, force: float = 20.0,
                  grasp_below: float = 0.01, deadband: float = 0.005, homing: bool = False,
                  poll_hz: float = 50.0, stale_after_s: float = 1.0,
-                 connect_timeout_s: float = 5.0):
+                 connect_timeout_s: float = 5.0, command_timeout_s: float = 10.0):
         self.host, self.speed, self.force = host, speed, force
+        self.command_timeout_s = command_timeout_s
+        self._busy_since: float | None = None  # when the running command started
+        self._busy_what = ""
+        self._worker_gen = 0
         self.grasp_below, self.deadband, self.homing = grasp_below, deadband, homing
         self.poll_period, self.stale_after_s = 1.0 / poll_hz, stale_after_s
         self.connect_timeout_s = connect_timeout_s
@@ -574,21 +603,18 @@ class FrankaGripper:
 
     def connect(self) -> "FrankaGripper":
         franky = import_franky()
-        try:
-            self._g = franky.Gripper(self.host)
-        except Exception as exc:
-            raise ConnectionLostError(f"cannot connect to the Franka Hand at {self.host}: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+        self._g = connect_within(lambda: franky.Gripper(self.host), self.connect_timeout_s,
+                                 f"the Franka Hand at {self.host}")
+        self._busy_since = None
         if self.homing:
             self._g.homing()
         self.max_width = float(self._g.max_width) or 0.08
         self._closed = False
         self._stop = threading.Event()
         self._latest = None
-        self._threads = [threading.Thread(target=self._poll, daemon=True, name="gripper-state"),
-                         threading.Thread(target=self._work, daemon=True, name="gripper-cmd")]
-        for t in self._threads:
-            t.start()
+        poller = threading.Thread(target=self._poll, daemon=True, name="gripper-state")
+        poller.start()
+        self._threads = [poller, self._start_worker()]
         deadline = time.monotonic() + self.connect_timeout_s
         while self._latest is None:
             if time.monotonic() > deadline:
@@ -610,17 +636,30 @@ class FrankaGripper:
                 self.last_error = f"{type(exc).__name__}: {exc}"
             stop.wait(self.poll_period)
 
-    def _work(self) -> None:
+    def _start_worker(self) -> threading.Thread:
+        self._worker_gen += 1
+        t = threading.Thread(target=self._work, args=(self._worker_gen,), daemon=True,
+                             name="gripper-cmd")
+        t.start()
+        return t
+
+    def _work(self, gen: int) -> None:
+        """Runs commands one at a time until stopped or replaced (`gen` no longer current: a
+        stop abandoned it while its call was still waiting on the hand)."""
         g = self._g
         while True:
             with self._cv:
-                while self._target is None and not self._stop.is_set():
+                while (self._target is None and not self._stop.is_set()
+                       and gen == self._worker_gen):
                     self._cv.wait(0.1)
-                if self._stop.is_set():
+                if self._stop.is_set() or gen != self._worker_gen:
                     return
                 width, self._target, self._busy = self._target, None, True
+                grasp = width <= self.grasp_below
+                self._busy_what = "grasp" if grasp else f"move to {width:.3f} m"
+                self._busy_since = time.monotonic()  # see _check: a command that never ends
             try:
-                if width <= self.grasp_below:
+                if grasp:
                     g.grasp(0.0, self.speed, self.force, epsilon_inner=0.0,
                             epsilon_outer=self.max_width)
                 else:
@@ -629,8 +668,26 @@ class FrankaGripper:
                 self.last_error = f"{type(exc).__name__}: {exc}"
             finally:
                 with self._cv:
-                    self._busy = False
+                    if gen == self._worker_gen:
+                        self._busy, self._busy_since = False, None
                     self._cv.notify_all()
+
+    def stop(self) -> None:
+        """Drop the pending command and stop the hand's motion (an operator stop). The
+        interrupted call may never return (franky-sim's does not), so a fresh worker takes
+        the next command."""
+        if self._g is None or self._closed:
+            return
+        try:  # franky's Gripper.stop interrupts the move or grasp running in the worker
+            self._g.stop()
+        except Exception as exc:  # noqa: BLE001 - reported, the stop latch still holds
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        with self._cv:
+            self._target, self._last_cmd = None, None
+            if self._busy:  # abandon the interrupted call's worker
+                self._busy, self._busy_since = False, None
+                self._threads.append(self._start_worker())
+            self._cv.notify_all()
 
     def command(self, width: float) -> None:
         width = float(np.clip(check_finite("gripper width", width, ()), 0.0, self.max_width))
@@ -655,6 +712,12 @@ class FrankaGripper:
     def _check(self) -> None:
         if self._g is None or self._closed:
             raise ConnectionLostError(f"the Franka Hand at {self.host} is not connected")
+        since = self._busy_since
+        if since is not None and time.monotonic() - since > self.command_timeout_s:
+            # the hand never answered (the worker used to wait forever, dropping every later
+            # command silently); a reconnect starts a fresh connection and worker
+            raise ConnectionLostError(f"the Franka Hand at {self.host} did not finish its "
+                                      f"{self._busy_what} within {self.command_timeout_s} s")
         age = time.monotonic() - self._latest_wall
         if self._latest is None or age > self.stale_after_s:
             raise ConnectionLostError(f"no fresh gripper state from {self.host} for {age:.2f} s "

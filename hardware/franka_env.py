@@ -262,7 +262,7 @@ def make_franka_env(host: str = "172.16.0.2", task: dict | None = None, arm: dic
     from robot_rl.hardware.cameras import make_camera
     from robot_rl.hardware.franka import FrankaArm, FrankaGripper
     from robot_rl.hardware.robot_env import RobotEnv
-    from robot_rl.hardware.safety import ConnectionGuard, SafeArm
+    from robot_rl.hardware.safety import ConnectionGuard, SafeArm, SafeGripper
 
     t = FrankaPegInsert(**(task or {}))
     arm_kwargs = {"impedance": t.impedance, **(arm or {})}
@@ -287,7 +287,7 @@ def make_franka_env(host: str = "172.16.0.2", task: dict | None = None, arm: dic
             cams.append(cam)
         if len({c.name for c in cams}) != len(cams):
             raise ValueError(f"camera names must be unique: {[c.name for c in cams]}")
-        env = RobotEnv(safe, hand, cams, t, control_hz=control_hz, reward_type=reward_type,
+        env = RobotEnv(safe, None if hand is None else SafeGripper(hand, safe), cams, t, control_hz=control_hz, reward_type=reward_type,
                        include_wrench=include_wrench, render_mode=render_mode)
     except BaseException:
         for h in reversed(handles):

@@ -11,6 +11,8 @@ through `SafeArm`, and `ConnectionGuard` keeps device faults from crashing the l
   step-limited the same way) when no target arrived for `watchdog_s` (default 0.15 s, so the
   hold lands within 200 ms of the last target). `operator_stop()` latches a stop: the arm holds,
   targets are ignored and resets refuse to move until `release()`.
+- `SafeGripper(gripper, safe_arm)`: the gripper under the same operator stop (commands
+  ignored while it is engaged; the stop halts the hand's motion).
 - `ConnectionGuard(env)`: a gymnasium wrapper. A `ConnectionLostError` (arm, gripper or camera)
   during `step` ends the episode as `truncated=True` with `info["connection_lost"] = True` and
   a clear message instead of an exception; the next `reset` reconnects, waiting until the
@@ -33,10 +35,10 @@ import gymnasium as gym
 import numpy as np
 
 from robot_rl.controllers.safety import SafetyBox, UnsafeCommandError, check_finite
-from robot_rl.hardware.hal import ArmState
+from robot_rl.hardware.hal import ArmState, GripperState
 
 __all__ = ["ConnectionGuard", "ConnectionLostError", "OperatorStopError", "OperatorStopKey",
-           "SafeArm", "SafetyBox", "UnsafeCommandError", "validate_pose"]
+           "SafeArm", "SafeGripper", "SafetyBox", "UnsafeCommandError", "validate_pose"]
 
 
 class ConnectionLostError(RuntimeError):
@@ -78,6 +80,7 @@ class SafeArm:
         self.rejected = 0            # malformed targets refused
         self.ignored_while_stopped = 0
         self.stop_reason: str | None = None
+        self.on_stop: list = []  # called when an operator stop latches (SafeGripper's stop)
         self._lock = threading.RLock()
         self._last: tuple[np.ndarray, np.ndarray] | None = None  # last commanded target
         self._t_last: float | None = None   # when the last policy target arrived
@@ -156,6 +159,11 @@ class SafeArm:
                 self._hold()
             except ConnectionLostError:
                 pass  # nothing to hold; the latch still blocks everything that follows
+        for hook in list(self.on_stop):
+            try:
+                hook()
+            except Exception as exc:  # noqa: BLE001 - the latch holds whatever a device says
+                warnings.warn(f"operator stop: {exc}")
         print(f"[robot_rl.safety] OPERATOR STOP: {reason}. The arm holds its pose; "
               f"call release() to continue.", flush=True)
 
@@ -242,6 +250,45 @@ class SafeArm:
         if name == "arm":
             raise AttributeError(name)
         return getattr(self.arm, name)
+
+
+class SafeGripper:
+    """A gripper under the arm's operator stop: while `safe_arm` is stopped, commands are
+    ignored (counted in `ignored_while_stopped`), and the stop itself halts the hand's motion
+    (the gripper used to keep closing on whatever was in it)."""
+
+    def __init__(self, gripper, safe_arm: SafeArm):
+        self.gripper, self.safe_arm = gripper, safe_arm
+        self.ignored_while_stopped = 0
+        safe_arm.on_stop.append(self._halt)
+
+    def _halt(self) -> None:
+        if hasattr(self.gripper, "stop"):
+            self.gripper.stop()
+
+    def command(self, width: float) -> None:
+        if self.safe_arm.stopped:
+            self.ignored_while_stopped += 1
+            return
+        self.gripper.command(width)
+
+    def state(self) -> GripperState:
+        return self.gripper.state()
+
+    @property
+    def max_width(self) -> float:
+        return self.gripper.max_width
+
+    def close(self) -> None:
+        if self._halt in self.safe_arm.on_stop:
+            self.safe_arm.on_stop.remove(self._halt)
+        if hasattr(self.gripper, "close"):
+            self.gripper.close()
+
+    def __getattr__(self, name: str) -> Any:  # reconnect(), wait_idle(), last_error, ...
+        if name == "gripper":
+            raise AttributeError(name)
+        return getattr(self.gripper, name)
 
 
 class OperatorStopKey:

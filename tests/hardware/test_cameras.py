@@ -135,3 +135,17 @@ def test_opencv_camera_lost_and_bad_config(tmp_path):
         OpenCVCamera("x", source=str(path), crop=(0, 0, 10))
     with pytest.raises(ValueError, match="type"):
         make_camera({"name": "x"})
+
+
+def test_a_frame_that_cannot_be_processed_is_reported_not_swallowed(tmp_path):
+    """A crop that no longer fits (the source changed resolution) used to kill the reader
+    thread silently: read() then said "no error". Now the thread keeps running and read()
+    names the cause."""
+    path = tmp_path / "small.avi"
+    write_video(path, w=160, h=120)
+    cam = OpenCVCamera("front", source=str(path), crop=(100, 0, 120, 120), max_age_s=0.3,
+                       first_frame_timeout_s=1.0)
+    with cam:
+        with pytest.raises(CameraLostError, match=r"crop \(100, 0, 120, 120\) exceeds the 160x120 frame"):
+            cam.read()
+        assert cam._thread.is_alive()

@@ -240,3 +240,62 @@ def test_a_reset_from_above_the_box_comes_down_a_step_at_a_time(private_franky_s
             env.reset(seed=0)
     finally:
         env.close()
+
+
+def test_an_operator_stop_halts_the_gripper_and_ignores_its_commands(franky_sim):
+    """The gripper used to keep closing through an operator stop and to take new commands."""
+    from robot_rl.hardware.safety import SafeGripper
+    env = make_franka_env(franky_sim.host, task=TASK, gripper=True)
+    try:
+        hand = env.unwrapped.gripper
+        assert isinstance(hand, SafeGripper)
+        safe = env.unwrapped.arm
+        hand.command(0.08)
+        assert hand.wait_idle(5.0)
+        hand.command(0.0)                        # a grasp, 0.8 s to close at 0.1 m/s
+        time.sleep(0.25)
+        safe.operator_stop("test: hand in the way")
+        time.sleep(0.3)
+        w1 = hand.state().width
+        time.sleep(0.6)
+        w2 = hand.state().width
+        assert w1 > 0.02 and abs(w2 - w1) < 2e-3, (w1, w2)   # halted part-way
+        hand.command(0.08)                       # ignored while stopped
+        time.sleep(0.8)
+        assert abs(hand.state().width - w2) < 2e-3 and hand.ignored_while_stopped == 1
+        safe.release()
+        hand.command(0.08)
+        time.sleep(1.5)
+        assert hand.state().width > 0.07
+    finally:
+        env.close()
+
+
+def test_a_stalled_robot_is_a_timeout_not_a_hang(private_franky_sim):
+    """A robot that keeps the TCP connection open but never answers (the server process is
+    frozen with SIGSTOP): connecting, and a gripper command, each fail within their timeout
+    instead of blocking forever."""
+    import os
+    import signal
+
+    from robot_rl.hardware.franka import FrankaGripper
+    sim = private_franky_sim
+    hand = FrankaGripper(sim.host, command_timeout_s=1.0, stale_after_s=30.0).connect()
+    os.kill(sim.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        hand.command(0.03)
+        with pytest.raises(ConnectionLostError, match="did not finish its move to 0.030 m within 1.0 s"):
+            while time.monotonic() - t0 < 5.0:
+                hand.state()
+                time.sleep(0.02)
+        assert time.monotonic() - t0 < 1.5
+        for connect, what in [(lambda: FrankaArm(sim.host, connect_timeout_s=1.0).connect(), "Franka"),
+                              (lambda: FrankaGripper(sim.host, connect_timeout_s=1.0).connect(), "Hand")]:
+            t0 = time.monotonic()
+            with pytest.raises(ConnectionLostError, match=f"{what} at .*no answer within 1.0 s"):
+                connect()
+            assert time.monotonic() - t0 < 1.5
+    finally:
+        os.kill(sim.proc.pid, signal.SIGCONT)
+        hand.close()
