@@ -83,7 +83,23 @@ def _ensure_rclpy(argv: list[str]) -> None:
 # ------------------------------------------------------------------ commands
 
 
+LOCALHOST_ONLY = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",  # Iron and later
+                  "CYCLONEDDS_URI": Path(__file__).with_name("cyclonedds_localhost.xml").as_uri()}
+
+
+def _localhost_only() -> None:
+    """Keep the node's DDS traffic on this machine (set before rclpy starts, inherited by a
+    re-executed ROS 2 Python): Fast DDS through ROS's discovery range, Cyclone DDS through
+    its config file. Humble predates the range: there, ROS_LOCALHOST_ONLY=1 does it."""
+    for key, value in LOCALHOST_ONLY.items():
+        os.environ.setdefault(key, value)
+    print(f"DDS: localhost only ({', '.join(f'{k}={os.environ[k]}' for k in LOCALHOST_ONLY)})",
+          flush=True)
+
+
 def _cmd_run(args) -> int:
+    if args.localhost_only:
+        _localhost_only()
     _ensure_rclpy(["run", "--policy", args.policy,
                    *(["--config", args.config] if args.config else []),
                    *(["--rate", str(args.rate)] if args.rate else []),
@@ -191,6 +207,8 @@ def add_cli(subparsers, runtime: Runtime) -> None:
     run.add_argument("--config", help="YAML of node parameters (topics, frames, rate, ...)")
     run.add_argument("--rate", type=float, help="policy rate [Hz] (parameter rate_hz)")
     run.add_argument("--autostart", action="store_true", help="act without a ~/start call")
+    run.add_argument("--localhost-only", action="store_true",
+                     help="no DDS traffic off this machine (the arm's controller runs here too)")
     run.add_argument("--torch-threads", type=int, default=1)
     run.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
                      help="ROS 2 arguments, last: --ros-args -p name:=value -r __ns:=/arm")

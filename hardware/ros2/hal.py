@@ -190,6 +190,9 @@ class ROS2ArmConfig:
     move_tolerance: float = 0.02       # rad
     move_timeout: float = 20.0         # s after the interpolation ends
     stream_hz: float = 50.0            # target_joint publishing rate in move_to_joints
+    joint_lower: tuple = ()            # rad, per arm joint: move_to_joints refuses targets
+    joint_upper: tuple = ()            # outside them (and runs only when both are given)
+    stale_timeout: float = 0.5         # s: state() raises ConnectionLostError on an older pose
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "ROS2ArmConfig":
@@ -198,7 +201,7 @@ class ROS2ArmConfig:
         bad = sorted(set(d) - names)
         if bad:
             raise ValueError(f"unknown ROS2 arm settings {bad}; valid: {sorted(names)}")
-        for k in ("joint_names", "exclude_joints"):
+        for k in ("joint_names", "exclude_joints", "joint_lower", "joint_upper"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -309,6 +312,10 @@ class ROS2Arm:
             raise RuntimeError(f"no valid pose received on {self.pose_in.topic} yet"
                                + (f" (last one rejected: {self.pose_in.error})"
                                   if self.pose_in.error else ""))
+        stale = self.pose_in.problem(self.config.stale_timeout)
+        if stale:  # a pose that stopped arriving is a lost robot, not a place to hold or act from
+            from robot_rl.hardware.safety import ConnectionLostError
+            raise ConnectionLostError(f"{self.pose_in.topic}: {stale}")
         pose, twist = pose_twist
         if self.twist_in is not None and self.twist_in.get()[0] is not None:
             twist = self.twist_in.get()[0]
@@ -358,6 +365,7 @@ class ROS2Arm:
         controller) and the arm joints on `joint_states`."""
         cfg = self.config
         q = check_finite("joint target", q, (len(np.asarray(q)),))
+        self.check_joints(q)
         start = self._wait_joints(cfg.connect_timeout)
         names = self._joint_order(start)
         if len(names) != len(q):
@@ -380,6 +388,23 @@ class ROS2Arm:
                                    f"{_topic_name(self.node, cfg.target_joint_topic)}?)")
             self._publish_joints(names, q)
             time.sleep(1.0 / cfg.stream_hz)
+
+    def check_joints(self, q: np.ndarray) -> None:
+        """Refuse a joint target outside `joint_lower`..`joint_upper` (which must be set: a
+        ROS 2 arm can be any arm, so there are no default limits to fall back on)."""
+        from robot_rl.controllers.safety import UnsafeCommandError
+        lo, hi = self.config.joint_lower, self.config.joint_upper
+        if not lo or not hi:
+            raise UnsafeCommandError("move_to_joints needs the arm's joint limits: set arm "
+                                     "joint_lower and joint_upper (rad, one per joint)")
+        lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+        if lo.shape != q.shape or hi.shape != q.shape:
+            raise UnsafeCommandError(f"joint target has {q.size} values but the limits have "
+                                     f"{lo.size}/{hi.size}")
+        bad = np.flatnonzero((q < lo) | (q > hi))
+        if bad.size:
+            raise UnsafeCommandError("joint target outside the limits: " + ", ".join(
+                f"joint {i}: {q[i]:.4f} not in [{lo[i]:.4f}, {hi[i]:.4f}]" for i in bad))
 
     def _publish_joints(self, names, q) -> None:
         msg = self._JointState()
@@ -603,13 +628,16 @@ def make_ros2_env(arm: dict | None = None, gripper: dict | None = None,
                   task: dict | None = None, control_hz: float = 10.0,
                   reward_type: str = "sparse", include_wrench: bool = False,
                   node_name: str = "robot_rl_env", namespace: str = "",
-                  render_mode: str | None = None):
+                  render_mode: str | None = None, watchdog: bool = True):
     """A `RobotEnv` on a ROS 2 arm. `arm` / `gripper`: `ROS2ArmConfig` / `ROS2GripperConfig`
     fields (`gripper=None` or `{"enabled": False}`: no gripper); `cameras`: {name: image
     topic}; `task`: `ROS2Task` arguments, with `action` given as `ActionConfig` fields and
     `safety` as `SafetyBox` fields. One node (`node_name`) spins in a background thread and is
-    shut down by `env.close()`."""
+    shut down by `env.close()`. Targets go through `SafeArm` (its watchdog holds the arm after
+    1.5 control periods without a target; `watchdog=False` turns that off) and the env is a
+    `ConnectionGuard`: a pose that stops arriving ends the episode as truncated."""
     from robot_rl.hardware.robot_env import RobotEnv
+    from robot_rl.hardware.safety import ConnectionGuard, SafeArm, SafeGripper
     task = dict(task or {})
     if isinstance(task.get("action"), dict):
         a = dict(task["action"])
@@ -632,12 +660,15 @@ def make_ros2_env(arm: dict | None = None, gripper: dict | None = None,
         cams = [ROS2Camera(name, topic, (image_size, image_size, 3), conn.node)
                 for name, topic in (cameras or {}).items()]
         a.wait_ready()
-        t.arm = a
-        env = RobotEnv(a, g, cams, t, control_hz=control_hz, reward_type=reward_type,
+        a._conn = conn  # the arm owns the connection: RobotEnv.close() closes it last
+        # the one safety layer: step-limited from the last command, boxed, watchdog
+        safe = SafeArm(a, t.safety, watchdog_s=1.5 / control_hz if watchdog else None)
+        t.arm = safe
+        env = RobotEnv(safe, None if g is None else SafeGripper(g, safe), cams, t,
+                       control_hz=control_hz, reward_type=reward_type,
                        include_wrench=include_wrench, render_mode=render_mode)
     except BaseException:
         conn.close()
         raise
-    a._conn = conn  # the arm owns the connection: RobotEnv.close() closes it last
     env.ros2 = conn
-    return env
+    return ConnectionGuard(env)

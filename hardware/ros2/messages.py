@@ -171,19 +171,22 @@ def dds_config_xml(localhost_only: bool = True, max_participants: int = 32) -> s
     Cyclone match Fast DDS endpoints despite their differing XTypes type information. With
     `localhost_only`, discovery is unicast on 127.0.0.1 with participant indices, which is
     what Fast DDS does under `ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`; no multicast."""
-    disc = ""
-    general = ""
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+    path = Path(__file__).with_name("cyclonedds_localhost.xml")  # shipped for rmw_cyclonedds
+    root = ET.parse(path).getroot()
+    domain = root.find("Domain")
     if localhost_only:
-        general = ('<Interfaces><NetworkInterface name="lo"/></Interfaces>'
-                   '<AllowMulticast>false</AllowMulticast>')
-        disc = ('<Discovery><ParticipantIndex>auto</ParticipantIndex>'
-                f'<MaxAutoParticipantIndex>{max_participants}</MaxAutoParticipantIndex>'
-                '<Peers><Peer address="127.0.0.1"/></Peers></Discovery>')
-    return ('<CycloneDDS><Domain Id="any">'
-            f'<General>{general}</General>{disc}'
-            '<Compatibility><AllowInvalidTryConstruct>true</AllowInvalidTryConstruct>'
-            f'<IgnoreTypeInformation>{FASTDDS_VENDOR_ID}</IgnoreTypeInformation></Compatibility>'
-            '</Domain></CycloneDDS>')
+        domain.find("Discovery/MaxAutoParticipantIndex").text = str(max_participants)
+    else:
+        domain.remove(domain.find("Discovery"))
+        general = domain.find("General")
+        for child in list(general):
+            general.remove(child)
+    compat = ET.SubElement(domain, "Compatibility")
+    ET.SubElement(compat, "AllowInvalidTryConstruct").text = "true"
+    ET.SubElement(compat, "IgnoreTypeInformation").text = FASTDDS_VENDOR_ID
+    return ET.tostring(root, encoding="unicode")
 
 
 _DDS_TYPES: dict[str, Any] | None = None

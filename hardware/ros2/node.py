@@ -21,8 +21,13 @@ What it does, every 1/`rate_hz` seconds while started:
    gripper action), the normalized action (`~/action`, std_msgs/Float32MultiArray) and a
    status (`~/status`, std_msgs/String, JSON).
 
+Safety: targets go through `SafeArm`, as on every arm: each is within the task's step limit
+of the last one sent (never re-based on the measured pose, which any publisher can forge) and
+inside the box, and a watchdog (`watchdog_timeout`) holds the measured pose when the ticks stop.
+
 Services (std_srvs/Trigger): `~/start`, `~/stop` (stops acting and holds the measured pose),
-`~/reset` (stops, starts a new episode count, sends `home_pose` if set). The node starts
+`~/reset` (stops, starts a new episode count, moves to `home_pose` a step per tick if set).
+A failing service answers `success: false` with the reason. The node starts
 stopped unless `autostart` is true. Call them with `ros2 service call /robot_rl_policy/start
 std_srvs/srv/Trigger` or, without ros2cli, `robot-rl ros2 trigger start`.
 
@@ -35,7 +40,7 @@ Parameters (declared on the node, read at start-up; defaults from the policy and
 rate_hz, base_frame, current_pose_topic, target_pose_topic, joint_states_topic, twist_topic,
 wrench_topic, arm_joints, camera_topics ("name=topic" list), gripper_enabled, gripper_joint,
 gripper_width_scale, gripper_max_width, gripper_command_topic, goal, goal_topic,
-goal_timeout, stale_timeout, autostart, max_steps, home_pose, deterministic.
+goal_timeout, stale_timeout, autostart, max_steps, home_pose, watchdog_timeout, deterministic.
 `--config` takes a YAML mapping of these names (or a ROS params file with `ros__parameters`);
 `--ros-args -p name:=value` overrides it.
 
@@ -166,6 +171,21 @@ class _DeployTask(TaskBase):
         return Outcome(reward=0.0, success=False)
 
 
+def _home_pose(values, box: SafetyBox) -> tuple[np.ndarray, np.ndarray] | None:
+    """The `home_pose` parameter checked at start-up: 7 finite values with a unit quaternion
+    (a zero quaternion used to raise out of the ~/reset service callback), clipped into the
+    box (where homing ends)."""
+    if not len(values):
+        return None
+    v = np.asarray(values, float)
+    if v.shape != (7,) or not np.all(np.isfinite(v)):
+        raise ValueError(f"home_pose needs 7 finite values (xyz + quat xyzw), got {list(values)}")
+    n = float(np.linalg.norm(v[3:]))
+    if abs(n - 1.0) > 1e-3:
+        raise ValueError(f"home_pose quaternion {v[3:].tolist()} is not unit length (norm {n:.4g})")
+    return box.clip_position(v[:3]), box.clip_orientation(v[3:] / n)
+
+
 _PolicyNode = None
 
 
@@ -187,6 +207,7 @@ def _node_class():
 
     from robot_rl.hardware.robot_env import RobotEnv
     from robot_rl.hardware.ros2 import messages as M
+    from robot_rl.hardware.safety import SafeArm, SafeGripper
 
     class PolicyNode(Node):
         def __init__(self, policy, spec: PolicySpec, defaults: dict | None = None,
@@ -214,7 +235,14 @@ def _node_class():
                 joint_states_topic=p["joint_states_topic"], joint_names=tuple(p["arm_joints"]),
                 exclude_joints=(p["gripper_joint"],) if gripper else (),
                 twist_topic=p["twist_topic"],
-                wrench_topic=p["wrench_topic"]))
+                wrench_topic=p["wrench_topic"], stale_timeout=p["stale_timeout"]))
+            # the one safety layer of every arm: each target within a step of the last one
+            # sent (never re-based on the measured pose, which any publisher can forge),
+            # boxed, and a watchdog that holds the arm if the ticks stop
+            self.safe_arm = SafeArm(self.arm, spec.safety,
+                                    watchdog_s=p["watchdog_timeout"] or None)
+            self.home = _home_pose(p["home_pose"], spec.safety)
+            self.homing = False
             cam_topics = self._camera_topics(p["camera_topics"])
             self.cameras = [ROS2Camera(name, cam_topics[name], shape, node=self)
                             for name, shape in spec.cameras.items()]
@@ -227,7 +255,9 @@ def _node_class():
                 self._goal_sub = self.create_subscription(PoseStamped, p["goal_topic"],
                                                           self._on_goal, _qos_sensor())
             task = _DeployTask(spec, self._goal, self.goal_input, self.arm)
-            self.env = RobotEnv(self.arm, gripper, self.cameras, task, control_hz=p["rate_hz"],
+            self.env = RobotEnv(self.safe_arm,
+                                None if gripper is None else SafeGripper(gripper, self.safe_arm),
+                                self.cameras, task, control_hz=p["rate_hz"],
                                 include_wrench=spec.include_wrench)
             self._inputs = self.arm.inputs(spec.include_wrench)
             if gripper is not None:
@@ -288,7 +318,9 @@ def _node_class():
                 ("autostart", Parameter.Type.BOOL, False, "act without a ~/start call"),
                 ("max_steps", Parameter.Type.INTEGER, 0, "stop after this many actions; 0: never"),
                 ("home_pose", Parameter.Type.DOUBLE_ARRAY, [],
-                 "x y z qx qy qz qw sent as target by ~/reset"),
+                 "x y z qx qy qz qw: ~/reset moves there, a safety step per tick"),
+                ("watchdog_timeout", Parameter.Type.DOUBLE, 3.0 / float(s.control_hz),
+                 "hold the measured pose when no target was sent for this long [s]; 0: off"),
                 ("deterministic", Parameter.Type.BOOL, True, "policy mean instead of a sample"),
             ]
             names = {t[0] for t in table}
@@ -322,6 +354,10 @@ def _node_class():
                         out[name] = list(out[name])
             if out["rate_hz"] <= 0:
                 raise ValueError(f"rate_hz must be > 0, got {out['rate_hz']}")
+            if "watchdog_timeout" not in defaults and "rate_hz" in defaults:
+                out["watchdog_timeout"] = 3.0 / out["rate_hz"]
+            if out["watchdog_timeout"] < 0:
+                raise ValueError(f"watchdog_timeout must be >= 0, got {out['watchdog_timeout']}")
             if abs(out["rate_hz"] - s.control_hz) > 1e-6:
                 self.get_logger().warning(
                     f"rate_hz {out['rate_hz']} differs from the {s.control_hz} Hz the policy was "
@@ -370,6 +406,9 @@ def _node_class():
         # ---- loop
         def _tick(self) -> None:
             problems = self.problems()
+            if self.homing:
+                self._home_step(problems)
+                return
             if not self.running:
                 self._status("stopped", problems)
                 return
@@ -397,8 +436,30 @@ def _node_class():
             self.steps += 1
             if self.params["max_steps"] and self.steps >= self.params["max_steps"]:
                 self.running = False
-                self.get_logger().info(f"max_steps {self.params['max_steps']} reached: stopped")
+                self.hold()  # as ~/stop does (else the watchdog would, a moment later)
+                self.get_logger().info(f"max_steps {self.params['max_steps']} reached: stopped, "
+                                       f"holding the measured pose")
             self._status("running", {})
+
+        def _home_step(self, problems: dict) -> None:
+            """One tick of `~/reset`'s move to `home_pose`: a target at most a safety step
+            from the last one, until the commanded pose is home (it used to be sent in one
+            jump)."""
+            if problems:
+                self._status("homing (waiting for inputs)", problems)
+                return
+            try:
+                self.safe_arm.set_target_pose(*self.home)
+            except Exception as exc:  # noqa: BLE001 - reported; nothing else is sent
+                self.homing = False
+                self.get_logger().error(f"homing failed, stopped: {exc!r}")
+                self._status("error", {"homing": repr(exc)})
+                return
+            pos, quat = self.safe_arm.last_command
+            if np.linalg.norm(pos - self.home[0]) < 1e-6 and abs(abs(quat @ self.home[1]) - 1) < 1e-9:
+                self.homing = False
+                self.get_logger().info("home target reached: stopped")
+            self._status("homing" if self.homing else "stopped", problems)
 
         def _status(self, state: str, problems: dict) -> None:
             msg = self._String()
@@ -410,7 +471,20 @@ def _node_class():
                 self.get_logger().info(f"state: {state}")
                 self._last_state = state
 
-        # ---- services
+        # ---- services (an exception must not escape into the executor: answer it)
+        def _answered(handler):
+            def call(self, request, response):
+                try:
+                    return handler(self, request, response)
+                except Exception as exc:  # noqa: BLE001
+                    self.running = self.homing = False
+                    response.success = False
+                    response.message = f"failed, stopped: {exc}"
+                    self.get_logger().error(response.message)
+                    return response
+            return call
+
+        @_answered
         def _srv_start(self, request, response):
             self.running = True
             problems = self.problems()
@@ -419,37 +493,37 @@ def _node_class():
                                 + "; ".join(f"{k}: {v}" for k, v in problems.items()))
             return response
 
+        @_answered
         def _srv_stop(self, request, response):
-            self.running = False
+            self.running = self.homing = False
             held = self.hold()
             response.success = True
             response.message = "stopped" + ("; holding the measured pose" if held else "")
             return response
 
+        @_answered
         def _srv_reset(self, request, response):
             self.running = False
             self.steps = 0
             self.episode += 1
             response.success = True
-            home = self.params["home_pose"]
-            if len(home) == 7:
-                box = self.spec.safety
-                pos = box.clip_position(np.asarray(home[:3], float))
-                quat = box.clip_orientation(np.asarray(home[3:], float) /
-                                            np.linalg.norm(home[3:]))
-                self.arm.set_target_pose(pos, quat)
-                response.message = f"reset: stopped, episode {self.episode}, home target sent"
-            elif home:
-                response.success = False
-                response.message = f"home_pose needs 7 values (xyz + quat xyzw), got {len(home)}"
+            if self.home is not None:
+                self.homing = True
+                response.message = (f"reset: stopped, episode {self.episode}, moving home a "
+                                    f"safety step per tick")
             else:
                 response.message = f"reset: stopped, episode {self.episode}"
             return response
 
+        def destroy_node(self):
+            self.safe_arm.close()  # stops its watchdog thread
+            super().destroy_node()
+
         def hold(self) -> bool:
-            """Send the measured pose as target if it is fresh; True if sent."""
+            """Send the measured pose as target (a safety step from the last one at most) if
+            it is fresh; True if sent."""
             if self.arm.pose_in.problem(self.params["stale_timeout"]) is None:
-                self.arm.stop()
+                self.safe_arm.stop()
                 return True
             return False
 

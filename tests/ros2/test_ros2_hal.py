@@ -9,6 +9,8 @@ import textwrap
 import numpy as np
 
 HOME = [0.1, -0.7, 0.05, -2.2, 0.0, 1.6, 0.8]
+LOWER = [-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973]   # Panda limits
+UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]
 
 SCRIPT = textwrap.dedent("""
     import json, math
@@ -18,7 +20,8 @@ SCRIPT = textwrap.dedent("""
     from robot_rl.controllers.safety import UnsafeCommandError
     out = {}
     env = gym.make("robot_rl.hardware.ros2:robot_rl/ROS2Arm-v0",
-                   arm={"move_speed": 4.0, "stream_hz": 50.0},
+                   arm={"move_speed": 4.0, "stream_hz": 50.0, "joint_lower": %(lower)s,
+                        "joint_upper": %(upper)s},
                    gripper={}, cameras={"front": "front/image_raw"}, image_size=32,
                    control_hz=5.0,
                    task={"action": {"dofs": ["x", "y", "z"], "gripper": True, "step_pos": 0.02},
@@ -47,11 +50,16 @@ SCRIPT = textwrap.dedent("""
     except UnsafeCommandError as e:
         out.setdefault("rejected", []).append(str(e))
     out["sent_after_rejects"] = base.arm.targets_sent - sent
+    for q in ([0.1, -0.7, 0.05, -0.01, 0.0, 1.6, 0.8], [0.0] * 6):   # joint 4 past its limit
+        try:
+            base.arm.move_to_joints(np.array(q))
+        except UnsafeCommandError as e:
+            out.setdefault("joint_refusals", []).append(str(e))
     base.arm.set_impedance(ImpedanceParams())
     out["problems"] = {i.name: i.problem(0.5) for i in base.arm.inputs()}
     env.close()
     print("RESULT " + json.dumps(out))
-""") % {"home": HOME}
+""") % {"home": HOME, "lower": LOWER, "upper": UPPER}
 
 
 def test_ros2_hal_robot_env_round_trip(ros2_python, ros_env, peer, fake_robot, spawn):
@@ -106,6 +114,10 @@ def test_ros2_hal_robot_env_round_trip(ros2_python, ros_env, peer, fake_robot, s
     # NaN / wrong-shape actions and an inf target never reach the robot
     assert len(out["rejected"]) == 3 and out["sent_after_rejects"] == 0, out["rejected"]
     assert len(targets) == 1, f"{len(targets)} targets for one valid step"
+    # joint targets outside the limits (or of the wrong length) never reach target_joint
+    assert len(out["joint_refusals"]) == 2, out
+    assert "joint 3: -0.0100 not in [-3.0718, -0.0698]" in out["joint_refusals"][0]
+    assert len(peer.received("/target_joint")) == len(joints)
     # set_impedance -> crisp's target_stiffness convention
     stiff = peer.received("/target_stiffness")
     assert list(stiff[-1][1].data) == [2000.0, 2000.0, 2000.0, 150.0, 150.0, 150.0]

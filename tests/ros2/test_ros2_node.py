@@ -198,8 +198,13 @@ def test_policy_node_autostart_max_steps_fixed_goal_via_cli(reach_policy, ros_en
                        lambda s: s["state"] == "stopped" and s["steps"] == 5)
     time.sleep(0.5)
     msgs = peer.received("target_pose")
-    assert len(msgs) == 5, f"max_steps=5 but {len(msgs)} targets"
-    _, tpos, _ = expected_step(agent, renv, P, G, opening=0.0)  # gripper disabled: 0 in state
+    assert len(msgs) == 6, f"max_steps=5: 5 targets and a hold, but {len(msgs)} targets"
+    _, tpos, tquat = expected_step(agent, renv, P, G, opening=0.0)  # gripper disabled: 0 in state
+    # the hold: the measured pose, at most a safety step from the last target
+    hold, _ = renv.safety.apply(P[:3], P[3:], ref_pos=tpos, ref_quat=tquat)
+    m = msgs.pop()[1]
+    np.testing.assert_allclose([m.pose.position.x, m.pose.position.y, m.pose.position.z], hold,
+                               atol=2e-5)
     for _, m in msgs:
         assert m.header.frame_id == "base"
         np.testing.assert_allclose([m.pose.position.x, m.pose.position.y, m.pose.position.z],
@@ -249,9 +254,49 @@ def test_policy_node_vision_policy_cameras_and_gripper(ros2_python, ros_env, pee
     tpos, _ = renv.target_from_action(np.clip(a.astype(float), -1, 1), P)
     env.close()
     np.testing.assert_allclose(acts[-1][1].data, a, atol=1e-4)
-    m = msgs[-1][1]
+    m = msgs[2][1]  # the third policy target (a hold at the measured pose follows max_steps)
     np.testing.assert_allclose([m.pose.position.x, m.pose.position.y, m.pose.position.z], tpos,
                                atol=1e-4)
     # gripper action g in [-1, 1] (+1 closed) -> finger position (1 - g) / 2 * 0.08 / 2
     np.testing.assert_allclose(grips[-1][1].data[0], (1 - np.clip(a[-1], -1, 1)) / 2 * 0.04,
                                atol=1e-5)
+
+
+def test_a_forged_pose_or_a_far_home_moves_the_target_a_safety_step_per_tick(
+        reach_policy, ros2_python, ros_env, ros2_run, peer, fake_robot, spawn):
+    """The node uses the safety layer of every arm: each target is within the step limit of
+    the one before. A second publisher claiming the arm is 30 cm away used to move the target
+    there in one tick (each tick was limited from the measured pose), and `~/reset` used to
+    send `home_pose` in one jump. A home_pose with a zero quaternion is refused at start-up
+    (it used to raise out of the service callback)."""
+    run_dir, agent, renv = reach_policy
+    step = renv.safety.max_step_pos
+    robot = fake_robot(hz=50)
+    P = np.array([0.45, 0.0, 0.22, 1.0, 0.0, 0.0, 0.0])
+    robot.set(pose=P)
+    robot.start()
+    peer.subscribe("target_pose", "geometry_msgs/msg/PoseStamped")
+    peer.subscribe("robot_rl_policy/status", "std_msgs/msg/String")
+    home = [0.30, -0.20, 0.35, 1.0, 0.0, 0.0, 0.0]
+    args = ["--policy", str(run_dir), "--ros-args", "-p", "goal:=[0.5, 0.0, 0.2]",
+            "-p", "gripper_enabled:=false", "-p", "rate_hz:=20.0"]
+    bad = ros2_run(["run", *args, "-p", "home_pose:=[0.4, 0.0, 0.2, 0.0, 0.0, 0.0, 0.0]"])
+    assert bad.returncode != 0 and "not unit length" in bad.stdout + bad.stderr, bad.stderr[-2000:]
+
+    proc = spawn([ros2_python, "-m", "robot_rl.cli", "ros2", "run", "--autostart",
+                  "--localhost-only", *args, "-p", f"home_pose:={home}"], ros_env, "node_forged")
+    peer.wait_for("target_pose", count=10, timeout=60)  # the loopback peer still talks to it
+    assert "DDS: localhost only" in proc.text() and "cyclonedds_localhost.xml" in proc.text()
+    forged = np.array([0.62, 0.22, 0.08, 1.0, 0.0, 0.0, 0.0])   # 0.31 m from P
+    robot.set(pose=forged)
+    time.sleep(1.0)
+    res = trigger(ros2_run, "reset", "/robot_rl_policy")
+    assert res["success"] and "moving home" in res["message"], res
+    wait_status(peer, "robot_rl_policy/status", lambda s: s["state"] == "stopped", timeout=20)
+    pos = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z]
+                    for _, m in peer.received("target_pose")])
+    jumps = np.linalg.norm(np.diff(pos, axis=0), axis=1)
+    assert jumps.max() <= step + 1e-6, f"a {jumps.max():.3f} m jump (limit {step} m)"
+    assert np.linalg.norm(pos - forged[:3], axis=1).min() < 0.1   # it did follow, in steps
+    np.testing.assert_allclose(pos[-1], home[:3], atol=1e-6)      # and went home, in steps
+    assert (jumps > step * 0.9).sum() >= 4
