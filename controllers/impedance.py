@@ -100,6 +100,29 @@ class ImpedanceParams:
         return presets[name]()
 
 
+def joint_torque_bound(params: ImpedanceParams, J: np.ndarray) -> np.ndarray:
+    """The largest |tau_i| the spring term J^T K clip(e) can command at Jacobian `J` (6 x n,
+    base frame), over every error the clip allows: sum_j |J_ji| K_j c_j, the clip box's worst
+    corner. (Damping, Coriolis and the posture task come on top: keep a margin.)"""
+    c = np.maximum(-np.asarray(params.clip_low), np.asarray(params.clip_high))
+    return np.abs(np.asarray(J, float)).T @ (params.K * c)
+
+
+def bounded_to(params: ImpedanceParams, J: np.ndarray, limits: np.ndarray,
+               fraction: float = 0.8) -> ImpedanceParams:
+    """`params` with its error clip scaled down (all axes alike, stiffness unchanged) so that
+    `joint_torque_bound` stays within `fraction` of the per-joint `limits` at `J`; `params`
+    itself when it already does. The FR3's wrist joints take 12 Nm: the precise preset
+    (300 Nm/rad, 0.3 rad clip) asked up to 90 Nm, and a 0.3 rad yaw correction tripped the
+    robot's tau_J_range_violation reflex."""
+    b = joint_torque_bound(params, J)
+    scale = float(np.min(fraction * np.asarray(limits, float) / np.maximum(b, 1e-12)))
+    if scale >= 1.0:
+        return params
+    return params.with_(clip_low=tuple(np.asarray(params.clip_low) * scale),
+                        clip_high=tuple(np.asarray(params.clip_high) * scale))
+
+
 def nullspace_projector(J: np.ndarray, Minv: np.ndarray | None = None) -> np.ndarray:
     """Nullspace projector: J Minv N = 0 (dynamically consistent) when Minv is given, else the
     static projector with J N = 0 (no TCP force)."""

@@ -54,7 +54,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot_rl.controllers.impedance import ImpedanceParams
+from robot_rl.controllers.impedance import (FRANKA_TORQUE_LIMITS, ImpedanceParams, bounded_to,
+                                            joint_torque_bound)
 from robot_rl.controllers.safety import UnsafeCommandError, check_finite
 from robot_rl.hardware.hal import ArmState, GripperState
 from robot_rl.hardware.safety import ConnectionLostError, validate_pose
@@ -95,6 +96,16 @@ def connect_within(factory, timeout_s: float, what: str):
 
 class FrankaError(RuntimeError):
     """The robot refused or aborted a command and recovery did not help."""
+
+
+class ArmFaultError(ConnectionLostError):
+    """The arm was stopped because it misbehaved: tracking diverged, or reflexes repeated.
+    Handled like a lost connection (the episode ends as truncated, with this message); the
+    next reset recovers the arm and clears it."""
+
+
+# FR3 joint velocity limits [rad/s] (datasheet): beyond them the tracking has diverged
+FR3_MAX_JOINT_SPEED = np.array([2.62, 2.62, 2.62, 2.62, 5.26, 4.18, 5.26])
 
 
 def import_franky():
@@ -195,7 +206,9 @@ class FrankaArm:
                  settle_timeout_s: float = 3.0, auto_recover: bool = True,
                  poll_hz: float = 250.0, stale_after_s: float = 0.25,
                  gains_time_constant: float = 0.1, realtime: bool = False,
-                 connect_timeout_s: float = 5.0):
+                 connect_timeout_s: float = 5.0, torque_fraction: float | None = 0.8,
+                 max_recoveries: int = 3, recovery_window_s: float = 10.0,
+                 max_tracking_error: float = 0.25):
         if not 0 < reset_speed <= 1:
             raise ValueError(f"reset_speed must be in (0, 1], got {reset_speed}")
         if joint_limits is not None and joint_limits not in JOINT_LIMITS:
@@ -209,6 +222,14 @@ class FrankaArm:
         self.poll_period, self.stale_after_s = 1.0 / poll_hz, stale_after_s
         self.gains_time_constant, self.realtime = gains_time_constant, realtime
         self.connect_timeout_s = connect_timeout_s
+        self.torque_fraction = torque_fraction
+        self.clip_scale = 1.0          # how much _mapped shrank the last motion's error clip
+        self.max_recoveries, self.recovery_window_s = max_recoveries, recovery_window_s
+        self.max_tracking_error = max_tracking_error
+        self._recovery_times: list[float] = []
+        self.fault: str | None = None  # divergence or repeated reflexes: nothing moves until reset
+        self._reference_pos: np.ndarray | None = None  # the target the motion tracks
+        self._running_clip = np.zeros(6)  # the running motion's error clip, after bounding
         self.last_error: str | None = None
         self.recoveries = 0
         self.samples = 0               # fresh states received (the poller's rate is observable)
@@ -269,8 +290,13 @@ class FrankaArm:
         return self
 
     def reconnect(self) -> None:
-        """A fresh connection after a loss (no-op while the connection is healthy)."""
+        """A fresh connection after a loss (no-op while the connection is healthy); after a
+        fault (divergence, repeated reflexes), error recovery and a fresh motion holding the
+        measured pose."""
         if self._robot is not None and self._healthy():
+            if self.fault is not None:
+                self.fault, self._recovery_times = None, []
+                self.recover()
             return
         control = self._expect_control or self._motion is not None
         self._teardown()
@@ -330,11 +356,40 @@ class FrankaArm:
                     self._latest = self._convert(s)
                     self._latest_wall = time.monotonic()
                     self.samples += 1
+                    self._watch_tracking(self._latest)
                 self._poll_error = None
             except Exception as exc:  # noqa: BLE001 (reported through staleness)
                 self._poll_error = f"{type(exc).__name__}: {exc}"
                 stop.wait(0.01)
             stop.wait(self.poll_period)
+
+    def _watch_tracking(self, st: ArmState) -> None:
+        """Stop the arm at once when it diverges: joints faster than the FR3's limits, or the
+        TCP farther than `max_tracking_error` from the target (the driver used to go on
+        reporting in_control with no error while the arm flailed at 12 rad/s)."""
+        ref = self._reference_pos
+        if self.fault is not None or self._motion is None or ref is None:
+            return
+        speed = np.abs(st.dq) / FR3_MAX_JOINT_SPEED
+        err = float(np.linalg.norm(st.tcp_pose[:3] - ref))
+        if speed.max() > 1.0:
+            j = int(speed.argmax())
+            reason = f"joint {j + 1} at {abs(st.dq[j]):.2f} rad/s (limit {FR3_MAX_JOINT_SPEED[j]})"
+        elif err > self.max_tracking_error:
+            reason = f"the TCP is {err:.3f} m from its target (limit {self.max_tracking_error} m)"
+        else:
+            return
+        self._fault(f"tracking diverged: {reason}")
+
+    def _fault(self, reason: str) -> None:
+        """Stop the motion and latch `fault` (raised by the next command, cleared by reset)."""
+        self.fault = self.last_error = reason
+        warnings.warn(f"Franka stopped: {reason}")
+        try:
+            if self._robot.is_in_control:
+                self._robot.move(self.franky.TorqueStopMotion(), asynchronous=True)
+        except Exception as exc:  # noqa: BLE001 - the fault is latched either way
+            self.last_error = f"{reason}; stopping failed: {exc}"
 
     def _healthy(self) -> bool:
         return (self._latest is not None and not self._closed
@@ -360,9 +415,33 @@ class FrankaArm:
         return self._mode
 
     # ---- control -------------------------------------------------------------------------
+    def _jacobian(self) -> np.ndarray:
+        """The end-effector's zero Jacobian (6 x 7, base frame) at the current state."""
+        f = self.franky
+        return np.asarray(self._robot.model.zero_jacobian(f.Frame.EndEffector, self._robot.state))
+
+    def _mapped(self, params: ImpedanceParams) -> FrankyImpedance:
+        """`params` in franky's terms, its error clip bounded so the spring torque stays
+        within `torque_fraction` of the FR3's joint torque limits here (None: unbounded)."""
+        if self.torque_fraction is not None:
+            bounded = bounded_to(params, self._jacobian(), FRANKA_TORQUE_LIMITS,
+                                 self.torque_fraction)
+            if bounded is not params:
+                self.clip_scale = bounded.clip_high[3] / max(params.clip_high[3], 1e-12)
+                params = bounded
+            else:
+                self.clip_scale = 1.0
+        return map_impedance(params)
+
+    def _within_torque_limits(self, params: ImpedanceParams) -> bool:
+        if self.torque_fraction is None:
+            return True
+        bound = joint_torque_bound(params, self._jacobian())
+        return bool(np.all(bound <= self.torque_fraction * FRANKA_TORQUE_LIMITS + 1e-9))
+
     def _new_motion(self, params: ImpedanceParams):
         f = self.franky
-        m = map_impedance(params)
+        m = self._mapped(params)
         kwargs = dict(translational_stiffness=float(m.stiffness[0]),
                       rotational_stiffness=float(m.stiffness[3]),
                       posture_task=f.PostureTask(np.asarray(
@@ -387,8 +466,12 @@ class FrankaArm:
             pos, quat = pose[:3], pose[3:]
         target = f.Affine(np.asarray(pos, float), np.asarray(quat, float))
         motion.set_reference(f.CartesianReference(target=target))
+        self._reference_pos = np.asarray(pos, float).copy()
         self._robot.move(motion, asynchronous=True)
-        self._motion, self._motion_key = motion, (m.motion_key(), tuple(self._q_null))
+        # keyed by what was asked for (the clip before bounding): a gains-only change retunes
+        self._motion_key = (map_impedance(self.impedance).motion_key(), tuple(self._q_null))
+        self._motion, self._running_clip = motion, np.concatenate(
+            [m.translational_error_clip, m.rotational_error_clip])
         self._expect_control = True
         deadline = time.monotonic() + 1.0
         while not self._robot.is_in_control:
@@ -400,6 +483,7 @@ class FrankaArm:
     def _stop_tracking(self) -> None:
         f = self.franky
         self._expect_control = False
+        self._reference_pos = None
         if self._robot.is_in_control:
             self._robot.move(f.TorqueStopMotion(), asynchronous=True)
         try:
@@ -424,6 +508,8 @@ class FrankaArm:
         """Called before every command: start control if it never ran (read-only connect),
         recover (or raise, without `auto_recover`) if the motion ended unexpectedly."""
         self._check_connection()
+        if self.fault is not None:
+            raise ArmFaultError(f"the Franka at {self.host} was stopped: {self.fault}")
         if self._motion is None:
             self._start_tracking()
             return
@@ -433,6 +519,13 @@ class FrankaArm:
         if not self.auto_recover:
             raise FrankaError(f"the Franka impedance motion ended: {err or self.last_error} "
                               f"(auto_recover is off: call recover())")
+        now = time.monotonic()
+        self._recovery_times = [t for t in self._recovery_times
+                                if now - t < self.recovery_window_s] + [now]
+        if len(self._recovery_times) > self.max_recoveries:
+            self._fault(f"{len(self._recovery_times)} reflexes within {self.recovery_window_s:.0f} s "
+                        f"(last: {err or self.last_error})")
+            raise ArmFaultError(f"the Franka at {self.host} was stopped: {self.fault}")
         warnings.warn(f"Franka control loop ended ({err or 'no error reported'}); "
                       f"running automatic error recovery")
         self.recover()
@@ -460,6 +553,7 @@ class FrankaArm:
                 self._motion.set_reference(f.CartesianReference(target=f.Affine(pos, quat)))
             except ValueError as exc:
                 raise UnsafeCommandError(f"franky rejected the target: {exc}") from exc
+            self._reference_pos = np.asarray(pos, float).copy()
 
     def commanded_pose(self) -> np.ndarray | None:
         """The reference the 1 kHz loop is tracking, read back from franky's motion object:
@@ -484,7 +578,12 @@ class FrankaArm:
             m = map_impedance(params)
             q_null = np.asarray(params.q_nullspace if params.q_nullspace is not None
                                 else self._q_null, float)
-            if (m.motion_key(), tuple(q_null)) == self._motion_key:
+            # the running motion keeps its (bounded) clip: fine unless the new gains push the
+            # torque bound past the limits with it
+            running = params.with_(clip_low=tuple(-self._running_clip),
+                                   clip_high=tuple(self._running_clip))
+            if ((m.motion_key(), tuple(q_null)) == self._motion_key
+                    and self._within_torque_limits(running)):
                 f = self.franky
                 self._motion.set_gains(f.CartesianImpedanceGains.diagonal(m.stiffness, m.damping))
                 ns = self._motion.get_nullspace_gains()

@@ -108,17 +108,25 @@ def test_presets_switch_on_the_running_controller(arm):
 
     t_compliant, v_compliant = step_response("compliant")
     m = arm._motion
-    assert np.allclose(m.params.translational_error_clip, 0.01)
+    # the clip is the preset's, scaled (if at all) to keep the FR3's joint torques in bounds
+    # (tests/hardware/test_franka_limits.py)
+    scale_c = arm.clip_scale
+    assert 0.5 < scale_c <= 1.0
+    assert np.allclose(m.params.translational_error_clip, 0.01 * scale_c)
     assert np.allclose(m.get_gains().stiffness.diagonal(), [2000] * 3 + [150] * 3)
     t_precise, v_precise = step_response("precise")
+    scale_p = arm.clip_scale
     assert arm._motion is not m               # new clip -> a new motion took over
-    assert np.allclose(arm._motion.params.translational_error_clip, 0.05)
-    assert np.allclose(arm._motion.params.rotational_error_clip, 0.3)
+    assert np.allclose(arm._motion.params.translational_error_clip, 0.05 * scale_p)
+    assert np.allclose(arm._motion.params.rotational_error_clip, 0.3 * scale_p)
     assert np.allclose(arm._motion.get_gains().stiffness.diagonal(), [3000] * 3 + [300] * 3)
-    print(f"4 cm step: compliant {t_compliant:.3f} s (peak {v_compliant:.3f} m/s), "
-          f"precise {t_precise:.3f} s (peak {v_precise:.3f} m/s)")
-    # the error clip bounds the spring force (K * clip: 20 N compliant, 150 N precise)
-    assert t_precise < t_compliant and v_precise > 1.5 * v_compliant
+    print(f"4 cm step: compliant {t_compliant:.3f} s (peak {v_compliant:.3f} m/s, clip x{scale_c:.2f}), "
+          f"precise {t_precise:.3f} s (peak {v_precise:.3f} m/s, clip x{scale_p:.2f})")
+    # the error clip bounds the spring force, K * clip * scale. Unbounded, precise asked for
+    # 150 N and was 1.5x faster than compliant's 20 N, but its 90 Nm of rotational spring is
+    # far past the FR3's 12 Nm wrist limit; bounded, both ask for 10-15 N here (both still
+    # cover half the 4 cm step within 1 s, checked in step_response)
+    assert scale_p < scale_c
     # gains-only change: the running motion is retuned, not replaced
     m = arm._motion
     arm.set_impedance(ImpedanceParams.precise().with_(stiffness=(1000,) * 3 + (100,) * 3,
