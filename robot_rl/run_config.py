@@ -227,6 +227,9 @@ class RuntimeConfig:
     max_actor_restarts: int = setting(100, "replacements of dead actors before the run fails", range=NONNEGATIVE)
     max_learner_restarts: int = setting(3, "learner process restarts (each resumes its checkpoint)", range=NONNEGATIVE)
     actor_cpus: float = setting(1.0, "Ray CPUs reserved per env actor", range=POSITIVE)
+    actor_resources: dict = setting(help="Ray custom resources each env actor needs, e.g. {robot: 1}: "
+                                         "actors run only on nodes started with them (`ray start "
+                                         "--resources`), such as the robot PC", factory=dict)
     learner_cpus: float = setting(
         0.0, "Ray CPUs reserved for the learner (it runs on the driver's node, where the run directory is)",
         range=NONNEGATIVE)

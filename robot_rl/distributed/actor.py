@@ -82,8 +82,10 @@ class EnvActor:
         self.stepped = 0
         self.sent = 0
 
-    def ready(self) -> int:
-        return os.getpid()
+    def ready(self) -> dict:
+        """Where this actor runs (logged by the learner: which machine steps the env)."""
+        import ray
+        return {"pid": os.getpid(), "node_ip": ray.util.get_node_ip_address()}
 
     def stats(self) -> dict:
         """Counters; callable while `collect` runs (the learner gives it its own thread)."""

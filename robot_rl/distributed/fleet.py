@@ -74,7 +74,8 @@ class ActorFleet:
         self.cfg, self.rt = cfg, cfg.runtime
         self.counts, self.next_stream, self.log = counts, next_stream, log
         self.remote_cls = ray.remote(  # own supervision: a dead actor is replaced, not restarted
-            num_cpus=self.rt.actor_cpus, max_restarts=0, max_task_retries=0,
+            num_cpus=self.rt.actor_cpus, resources=dict(self.rt.actor_resources) or None,
+            max_restarts=0, max_task_retries=0,
             concurrency_groups={"stats": 1})(EnvActor)  # stats() answers while collect() runs
         self.slots: list[Incarnation] = []
         self.retired: list[Incarnation] = []  # dead, with results still to take
@@ -97,7 +98,8 @@ class ActorFleet:
                 f"{timeout_s or self.rt.actor_timeout_s:.0f} s; each reserves "
                 f"runtime.actor_cpus={self.rt.actor_cpus} CPUs and the cluster has "
                 f"{self.ray.cluster_resources().get('CPU', 0):g}")
-        self.ray.get(done)  # raises an actor's construction error
+        for inc, where in zip(self.slots, self.ray.get(ready)):  # raises a construction error
+            self.log("actor_start", slot=inc.slot, stream=inc.stream, **where)
 
     def _spawn(self, slot: int) -> Incarnation:
         stream = self.next_stream
