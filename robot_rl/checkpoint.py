@@ -31,8 +31,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in `path` durable (a file's fsync does not cover it)."""
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a directory: that makes a rename or a new entry in it durable (a
+    file's own fsync does not cover its directory entry)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -76,10 +77,8 @@ def save_checkpoint(ckpt_dir: Path, step: int, writers: dict[str, Callable[[Path
             write(tmp / name)
         manifest = {"step": step, "files": {n: _sha256(tmp / n) for n in writers}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        for p in tmp.iterdir():  # durable before the rename makes it visible
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        for p in [*tmp.iterdir(), tmp]:  # durable before the rename makes it visible
+            fsync_path(p)
     except Exception as exc:  # OSError from numpy, RuntimeError from torch.save on ENOSPC
         shutil.rmtree(tmp, ignore_errors=True)
         free = shutil.disk_usage(ckpt_dir).free
@@ -90,7 +89,7 @@ def save_checkpoint(ckpt_dir: Path, step: int, writers: dict[str, Callable[[Path
     if final.exists():  # re-saving the same step (e.g. after a resume): replace it whole
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(ckpt_dir)  # the rename itself survives a power cut
+    fsync_path(ckpt_dir)  # the rename itself survives a power cut
     for old in sorted(ckpt_dir.glob("step_*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -63,7 +63,8 @@ def _cmd_train(args) -> int:
             raise SystemExit("usage: robot-rl train CONFIG.yaml [key=value ...] | --resume RUN_DIR")
         cfg = train.load_config(args.config, args.overrides)
         result = train.train(cfg, progress=not args.no_progress)
-    print(json.dumps(result))
+    print(train.where_it_is(result))
+    print(json.dumps(result))  # last line: machine-readable
     return 0
 
 

@@ -27,8 +27,7 @@ import numpy as np
 
 from robot_rl import config as cfgmod
 from robot_rl.run_config import RunConfig
-from robot_rl.train import (EpisodeStats, StopSignals, Trainer, check_run_dir, make_env,
-                            save_after_failure)
+from robot_rl.train import EpisodeStats, Trainer, check_run_dir, make_env, saving_on_stop
 
 NEVER = 10 ** 15  # the direction trainers never checkpoint or stop on their own: this module does
 
@@ -132,8 +131,8 @@ class ResetFreeTrainer:
                    disable=not self.progress, desc=self.cfg.name)
         t_start = time.perf_counter() - self.elapsed
         stop = False
-        with StopSignals() as signals:
-            try:
+        try:
+            with saving_on_stop(self.save, self.run_dir) as signals:
                 while self.step < total and not stop and not signals.requested:
                     direction = self.directions[self.turn]
                     t = self.trainers[direction]
@@ -151,7 +150,7 @@ class ResetFreeTrainer:
                         t.evaluate_and_checkpoint()
                         t.report(bar)
                     bar.update(self.step - before)
-                    if not done:  # stopped by a signal mid-episode: saved below, resumed afresh
+                    if not done:  # stopped by a signal mid-episode: saved on the way out
                         break
                     self.episodes += 1
                     self.failures_in_a_row[direction] = 0 if info["is_success"] else self.failures_in_a_row[direction] + 1
@@ -160,20 +159,13 @@ class ResetFreeTrainer:
                     stop = c.stop_at_success is not None and (forward.last_eval or 0.0) >= c.stop_at_success
                     if self.step // c.checkpoint_every > before // c.checkpoint_every or self.step >= total or stop:
                         self.save()
-                if signals.requested:
-                    self.save()
-                    self.stopped_by = signals.requested
-                    print(f"{signals.requested}: checkpoint saved; resume with "
-                          f"`robot-rl train --resume {self.run_dir}`", flush=True)
-            except BaseException:
-                save_after_failure(self.save, str(self.run_dir))
-                raise
-            finally:
-                bar.close()
-                for t in self.trainers.values():
-                    t.eval_env.close()
-                    t.metrics.plot_curve()
-                self.env.close()
+            self.stopped_by = signals.requested
+        finally:
+            bar.close()
+            for t in self.trainers.values():
+                t.eval_env.close()
+                t.metrics.plot_curve()
+            self.env.close()
         return self.result()
 
     def result(self) -> dict:

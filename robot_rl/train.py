@@ -16,6 +16,7 @@ import threading
 import time
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -126,15 +127,26 @@ class StopSignals:
             signal.signal(sig, handler)
 
 
-def save_after_failure(save: Callable[[], object], run_dir: str) -> None:
-    """Called while an exception propagates: checkpoint what was learned, without letting a
-    second failure (a full disk) hide the first."""
-    try:
-        save()
-        print(f"{run_dir} stopped by an error: checkpoint saved; fix the cause and "
-              f"resume with `robot-rl train --resume {run_dir}`", flush=True)
-    except Exception as exc:  # noqa: BLE001 - the original error is what the user must see
-        print(f"{run_dir}: could not save a checkpoint after the error ({exc})", flush=True)
+@contextmanager
+def saving_on_stop(save: Callable[[], object], run_dir: Path):
+    """The training loop's guard (yields its `StopSignals`): a stop signal ends the loop at the
+    next step, then a checkpoint is saved; an exception saves one before it propagates,
+    without letting a second failure (a full disk) hide the first."""
+    with StopSignals() as stop:
+        try:
+            yield stop
+        except BaseException:
+            try:
+                save()
+                print(f"{run_dir} stopped by an error: checkpoint saved; fix the cause and "
+                      f"resume with `robot-rl train --resume {run_dir}`", flush=True)
+            except Exception as exc:  # noqa: BLE001 - the original error is what the user must see
+                print(f"{run_dir}: could not save a checkpoint after the error ({exc})", flush=True)
+            raise
+        if stop.requested:
+            save()
+            print(f"{stop.requested}: checkpoint saved; resume with "
+                  f"`robot-rl train --resume {run_dir}`", flush=True)
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> Path:
@@ -457,8 +469,8 @@ class Trainer:
                    disable=not self.progress, desc=self.cfg.name)
         t_start = time.perf_counter() - self.elapsed
         self.t_last = time.perf_counter()
-        with StopSignals() as stop:
-            try:
+        try:
+            with saving_on_stop(self.save, self.run_dir) as stop:
                 while self.step < c.total_env_steps and not stop.requested:
                     if self.step < c.random_steps:
                         action = self.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
@@ -481,18 +493,12 @@ class Trainer:
                     self.elapsed = time.perf_counter() - t_start
                     if self.evaluate_and_checkpoint():
                         break
-                if stop.requested:
-                    self.stopped_by = stop.requested
-                    print(f"{stop.requested}: checkpoint saved ({self.save()}); resume with "
-                          f"`robot-rl train --resume {self.run_dir}`", flush=True)
-            except BaseException:
-                save_after_failure(self.save, str(self.run_dir))
-                raise
-            finally:
-                bar.close()
-                self.env.close()  # flushes a recording wrapper's last episode
-                self.eval_env.close()  # a real robot's connection is shared: its last handle frees it
-                self.metrics.plot_curve()
+            self.stopped_by = stop.requested
+        finally:
+            bar.close()
+            self.env.close()  # flushes a recording wrapper's last episode
+            self.eval_env.close()  # a real robot's connection is shared: its last handle frees it
+            self.metrics.plot_curve()
         return self.result()
 
     def record(self, obs, action, reward, next_obs, term, trunc, info, ep: EpisodeStats,
@@ -612,6 +618,24 @@ def train(cfg: RunConfig, progress: bool = True, run_dir: Path | None = None, re
         from robot_rl.distributed.runtime import run_distributed
         return run_distributed(cfg, run_dir=run_dir, resume=resume, progress=progress)
     return Trainer(cfg, run_dir=run_dir, resume=resume, progress=progress).run()
+
+
+def where_it_is(result: dict) -> str:
+    """What a finished (or stopped) run left behind, for the end of `robot-rl train`."""
+    run = Path(result["run_dir"])
+    lines = [f"run {run}: step {result.get('step')}, eval success {result.get('eval_success')}, "
+             f"{result.get('wall_clock_s', 0):.0f} s"
+             + (f" (stopped by {result['stopped_by']})" if result.get("stopped_by") else "")]
+    curves = sorted(run.rglob("learning_curve.png"))
+    videos = sorted(run.rglob("eval_step_*.mp4"))
+    if curves:
+        lines.append("  learning curve:   " + ", ".join(map(str, curves)))
+    if videos:
+        lines.append(f"  latest eval video: {videos[-1]}")
+    lines.append(f"  metrics:          {run / 'metrics.jsonl'} (TensorBoard: tensorboard --logdir {run})")
+    lines.append(f"  evaluate:         robot-rl eval {run}")
+    lines.append(f"  continue:         robot-rl train --resume {run} train.total_env_steps=N")
+    return "\n".join(lines)
 
 
 def resume(run_dir: str | Path, progress: bool = True, overrides: list[str] = ()) -> dict:

@@ -7,7 +7,7 @@ Nothing here imports rclpy at import time. Commands that need rclpy (`run`, `tri
 current one lacks rclpy: $ROBOT_RL_ROS2_PYTHON, else `<repo>/.venv-ros2/bin/python` (made by
 scripts/setup_ros2.sh: the PyPI Kilted rclpy wheels layered over the project venv).
 
-    robot-rl ros2 run --policy RUN_DIR [--config ros2.yaml] [--autostart] [--ros-args ...]
+    robot-rl ros2 run --policy RUN_DIR [--config ros2.yaml] [--autostart] [--localhost-only] [--ros-args ...]
     robot-rl ros2 trigger start|stop|reset [--node /robot_rl_policy]
     robot-rl ros2 record OUT_BAG [--topics /a /b ...] [--duration S]
     robot-rl ros2 bag-to-lerobot BAG OUT (--policy RUN_DIR | --env-config CFG) [--config ros2.yaml]

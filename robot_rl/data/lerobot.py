@@ -61,6 +61,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from robot_rl.checkpoint import fsync_path
+
 __all__ = [
     "CODEBASE_VERSION",
     "DatasetError",
@@ -137,21 +139,13 @@ def _dataset_file(root: Path, template: str, **fields) -> Path:
     return path
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(path: Path, write_fn) -> None:
     """Write via ``write_fn(tmp_path)`` then rename, so readers see the old or new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
         write_fn(tmp)
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -455,7 +449,7 @@ class _VideoEncoder:
         for packet in self._stream.encode(None):  # flush delayed frames
             self._container.mux(packet)
         self._container.close()
-        _fsync(self.tmp)
+        fsync_path(self.tmp)
 
     def abort(self) -> None:
         try:
@@ -965,7 +959,7 @@ class LeRobotDatasetWriter:
         data_tmp = _tmp_path(data_path)
         try:
             pq.write_table(table, data_tmp)
-            _fsync(data_tmp)
+            fsync_path(data_tmp)
             for enc in self._encoders.values():
                 enc.finish()
             os.replace(data_tmp, data_path)

@@ -15,6 +15,7 @@ from robot_rl.hardware.task import ActionConfig
 from robot_rl.hardware.teleop import DeviceLostError, teleop_to_action
 from robot_rl.hardware.hal import TeleopCommand
 from robot_rl.hardware.teleop.spacemouse import SpaceMouse
+from faults import RaisesOnStep
 
 FULL = 350  # SpaceMouse counts at full deflection
 
@@ -210,20 +211,6 @@ def test_training_run_with_scripted_operator_keeps_every_intervention(tmp_path):
     np.testing.assert_allclose(acts, online["action"], atol=1e-6)
 
 
-class RaisesAtStep(gym.Wrapper):
-    """Below the operator: a robot that raises `exc` on its `n`-th step (once)."""
-
-    def __init__(self, env, n: int, exc: Exception):
-        super().__init__(env)
-        self.n, self.exc, self.steps = n, exc, 0
-
-    def step(self, action):
-        self.steps += 1
-        if self.steps == self.n:
-            raise self.exc
-        return self.env.step(action)
-
-
 def _recording_trainer(tmp_path, resume: bool, fail_at: int | None = None, every: int = 3,
                        wrap=None):
     """A Trainer whose env is the sim arm with a scripted SpaceMouse operator and
@@ -254,7 +241,7 @@ def test_resume_with_recording_records_no_episode_twice(tmp_path):
     from robot_rl.data.lerobot import LeRobotDataset
     first = _recording_trainer(
         tmp_path, resume=False,
-        wrap=lambda e: RaisesAtStep(e, 130, RuntimeError("FrankaError: communication_constraints_violation")))
+        wrap=lambda e: RaisesOnStep(e, 130, RuntimeError("FrankaError: communication_constraints_violation")))
     with pytest.raises(RuntimeError, match="communication_constraints"):
         first.run()
     second = _recording_trainer(tmp_path, resume=True)
@@ -274,7 +261,7 @@ def test_a_lost_connection_stores_no_transition(tmp_path):
     from robot_rl.hardware.safety import ConnectionGuard, ConnectionLostError
     trainer = _recording_trainer(
         tmp_path, resume=False, every=1,
-        wrap=lambda e: ConnectionGuard(RaisesAtStep(e, 30, ConnectionLostError("no fresh state"))))
+        wrap=lambda e: ConnectionGuard(RaisesOnStep(e, 30, ConnectionLostError("no fresh state"))))
     n_demo = len(trainer.demo)
     trainer.run()
     trainer.env.close()

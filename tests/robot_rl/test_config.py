@@ -69,6 +69,16 @@ def test_numbers_out_of_range_are_named_with_the_range(override, message):
         load_config(None, [override])
 
 
+def test_numbers_in_exponent_notation_are_numbers():
+    """YAML 1.1 reads `1e-3` (no dot) as a string; `agent.actor_lr=1e-3` used to be refused."""
+    cfg = load_config(None, ["agent.actor_lr=1e-3", "agent.critic_lr=3E-4"])
+    assert cfg.agent.actor_lr == 1e-3 and cfg.agent.critic_lr == 3e-4
+    with pytest.raises(ConfigError, match="agent.actor_lr: expected a number, got 'fast'"):
+        load_config(None, ["agent.actor_lr=fast"])
+    with pytest.raises(ConfigError, match="agent.actor_lr: expected a finite number"):
+        load_config(None, ["agent.actor_lr=nan"])
+
+
 def _numeric_fields(cls, prefix=""):
     import dataclasses
     import typing

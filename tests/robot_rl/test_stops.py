@@ -9,13 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
 from robot_rl.checkpoint import CheckpointError, latest_good, save_checkpoint
 from robot_rl.train import Trainer, load_config
 
+from faults import RaisesOnStep
 from test_resume import ROOT, TINY, resume_cmd, run, state_of, train_cmd
 
 
@@ -57,20 +57,6 @@ def test_sigterm_mid_run_saves_whole_steps_and_the_run_resumes(tmp_path):
     assert eps == list(range(len(eps)))
 
 
-class FailsAtStep(gym.Wrapper):
-    """A robot (or policy server) that raises on its `n`-th step."""
-
-    def __init__(self, env, n: int, exc: Exception):
-        super().__init__(env)
-        self.n, self.exc, self.steps = n, exc, 0
-
-    def step(self, action):
-        self.steps += 1
-        if self.steps == self.n:
-            raise self.exc
-        return self.env.step(action)
-
-
 def tiny_config(tmp_path: Path, steps: int, *extra: str):
     return load_config("config/reach.yaml", [
         *TINY, "train.checkpoint_every=100000", f"train.total_env_steps={steps}",
@@ -80,7 +66,7 @@ def tiny_config(tmp_path: Path, steps: int, *extra: str):
 def test_an_exception_in_the_loop_saves_a_checkpoint_then_propagates(tmp_path):
     cfg = tiny_config(tmp_path, 200)
     trainer = Trainer(cfg, progress=False)
-    trainer.env = FailsAtStep(trainer.env, 130, RuntimeError("reflex: cartesian_reflex"))
+    trainer.env = RaisesOnStep(trainer.env, 130, RuntimeError("reflex: cartesian_reflex"))
     with pytest.raises(RuntimeError, match="cartesian_reflex"):
         trainer.run()
     assert counts(tmp_path / "run") == (129, 129, "step_000000129")
