@@ -135,7 +135,9 @@ def saving_on_stop(save: Callable[[], object], run_dir: Path):
     with StopSignals() as stop:
         try:
             yield stop
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt) and stop.requested:
+                raise  # a second Ctrl-C: abort now, the last checkpoint stands
             try:
                 save()
                 print(f"{run_dir} stopped by an error: checkpoint saved; fix the cause and "
