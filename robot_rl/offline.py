@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from robot_rl import config as cfgmod
-from robot_rl.run_config import BCRunConfig, OfflineRunConfig
+from robot_rl.run_config import BCRunConfig, OfflineRunConfig, resolve_device
 
 
 def _prepare(cfg, gamma: float, artifact: str, progress: bool):
@@ -39,7 +39,8 @@ def _prepare(cfg, gamma: float, artifact: str, progress: bool):
 def run_offline(cfg: OfflineRunConfig, progress: bool = True) -> dict:
     from robot_rl.agents.offline import make_offline_learner
     run_dir, data, log = _prepare(cfg, cfg.agent.gamma, "critic.pt", progress)
-    learner = make_offline_learner(data.obs_spec, data.action_dim, cfg.agent, seed=cfg.seed)
+    learner = make_offline_learner(data.obs_spec, data.action_dim, cfg.agent, seed=cfg.seed,
+                                   device=resolve_device(cfg.device))
     t0 = time.perf_counter()
     metrics = learner.fit(data, seed=cfg.seed, progress=progress, log=log)
     learner.save(run_dir / "critic.pt")
@@ -51,7 +52,8 @@ def run_offline(cfg: OfflineRunConfig, progress: bool = True) -> dict:
 def run_bc(cfg: BCRunConfig, progress: bool = True) -> dict:
     from robot_rl.agents.bc import BCAgent
     run_dir, data, log = _prepare(cfg, 0.0, "policy.pt", progress)
-    agent = BCAgent(data.obs_spec, data.action_dim, cfg.agent, seed=cfg.seed)
+    agent = BCAgent(data.obs_spec, data.action_dim, cfg.agent, seed=cfg.seed,
+                    device=resolve_device(cfg.device))
     t0 = time.perf_counter()
     metrics = agent.fit(data, seed=cfg.seed, progress=progress, log=log)
     agent.save(run_dir / "policy.pt")

@@ -35,6 +35,26 @@ def _require(value: str, key: str, examples: str) -> None:
         raise ValueError(f"{key} is required (e.g. {examples})")
 
 
+def resolve_device(name: str):
+    """`auto` -> CUDA when torch sees one, else CPU; an explicit device that is not there is an
+    error that says so (not a silent fall-back to CPU)."""
+    import torch
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device {name!r}: {exc} (auto | cpu | cuda | cuda:N | mps)") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count()
+        if (dev.index or 0) >= n:
+            raise ValueError(f"device {name!r}: torch sees {n} CUDA device(s) (torch "
+                             f"{torch.__version__}, CUDA build: {torch.version.cuda})")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r}: MPS is not available in this torch build")
+    return dev
+
+
 # ---------------------------------------------------------------------------- agent
 @dataclass
 class SACConfig:
@@ -207,6 +227,8 @@ class TrainConfig:
     video: bool = setting(True, "mp4 of the first episode of every evaluation")
     stop_at_success: Optional[float] = setting(None, "end early once evaluation success >= this", range=FRACTION)
     normalize_obs: bool = setting(True, "freeze input normalization from demos + warm-up data")
+    device: str = setting("auto", "where the learner computes: auto (CUDA when present, else CPU) | "
+                                  "cpu | cuda | cuda:N | mps; env actors always act on CPU")
     torch_threads: int = setting(2, "torch CPU threads", range=COUNT)
 
 
@@ -389,6 +411,8 @@ class DatasetRunConfig:
     seed: int = setting(0, "seeds networks and minibatches", range=NONNEGATIVE)
     runs_dir: str = setting("runs", "where run directories go")
     torch_threads: int = setting(1, "torch CPU threads", range=COUNT)
+    device: str = setting("auto", "where the learner computes: auto (CUDA when present, else CPU) | "
+                                  "cpu | cuda | cuda:N | mps")
     data: OfflineDataConfig = setting(help="the dataset", factory=OfflineDataConfig)
 
 

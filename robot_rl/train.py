@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from robot_rl import config as cfgmod
-from robot_rl.run_config import RunConfig, load_config
+from robot_rl.run_config import RunConfig, load_config, resolve_device
 
 
 def make_env(cfg: RunConfig, teleop: bool = True, reward_model: bool = True):
@@ -190,7 +190,8 @@ class Trainer:
         self.env, self.eval_env = self._make_envs()
         self.video = self._check_envs()
         obs_space, act_dim = self.env.observation_space, self.env.action_space.shape[0]
-        self.agent = SACAgent(obs_space, act_dim, cfg.agent, seed=cfg.seed)
+        self.agent = SACAgent(obs_space, act_dim, cfg.agent, seed=cfg.seed,
+                              device=resolve_device(cfg.train.device))
         transforms = self.agent.replay_transforms()
         # with a reward model the env's own reward and termination are kept too, so a new
         # model can relabel what is stored (`set_reward_model`)
@@ -449,7 +450,8 @@ class Trainer:
         ckpt = latest_good(self.run_dir / "checkpoints")
         if ckpt is None:
             raise FileNotFoundError(f"no usable checkpoint under {self.run_dir / 'checkpoints'}")
-        self.agent.load_state_dict(torch.load(ckpt / "agent.pt", weights_only=True))
+        self.agent.load_state_dict(torch.load(ckpt / "agent.pt", map_location=self.agent.device,
+                                              weights_only=True))
         self.online.load(ckpt / "replay_online.npz")
         self.demo.load(ckpt / "replay_demo.npz")
         self._load_state(json.loads((ckpt / "trainer.json").read_text()))
@@ -658,6 +660,7 @@ def load_policy(run_dir: str | Path):
         raise FileNotFoundError(f"no usable checkpoint under {run_dir / 'checkpoints'}")
     env = make_env(cfg)
     agent = SACAgent(env.observation_space, env.action_space.shape[0], cfg.agent, seed=cfg.seed)
-    agent.load_state_dict(torch.load(ckpt / "agent.pt", weights_only=True))
+    # on CPU, wherever it was trained: `robot-rl eval`, the ROS 2 node and V-GPS act with it
+    agent.load_state_dict(torch.load(ckpt / "agent.pt", map_location="cpu", weights_only=True))
     env.close()
     return agent, cfg
