@@ -22,6 +22,20 @@ def check_finite(name: str, value, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+
+def check_joint_limits(q: np.ndarray, lower, upper, which: str = "joint") -> np.ndarray:
+    """`q` if every joint is within `lower`..`upper`, else `UnsafeCommandError` naming each
+    joint that is not (numbered from 0, as in the arrays)."""
+    lo, hi = np.asarray(lower, float), np.asarray(upper, float)
+    if lo.shape != q.shape or hi.shape != q.shape:
+        raise UnsafeCommandError(f"joint target has {q.size} values but the {which} limits have "
+                                 f"{lo.size}/{hi.size}")
+    bad = np.flatnonzero((q < lo) | (q > hi))
+    if bad.size:
+        raise UnsafeCommandError(f"joint target outside the {which} limits: " + ", ".join(
+            f"joint {i}: {q[i]:.4f} not in [{lo[i]:.4f}, {hi[i]:.4f}]" for i in bad))
+    return q
+
 @dataclass(frozen=True)
 class SafetyBox:
     """Workspace box in the base frame: xyz bounds [m] and roll/pitch/yaw bounds [rad].

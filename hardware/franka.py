@@ -56,7 +56,7 @@ import numpy as np
 
 from robot_rl.controllers.impedance import (FRANKA_TORQUE_LIMITS, ImpedanceParams, bounded_to,
                                             joint_torque_bound)
-from robot_rl.controllers.safety import UnsafeCommandError, check_finite
+from robot_rl.controllers.safety import UnsafeCommandError, check_finite, check_joint_limits
 from robot_rl.hardware.hal import ArmState, GripperState
 from robot_rl.hardware.safety import ConnectionLostError, validate_pose
 
@@ -603,12 +603,7 @@ class FrankaArm:
     def check_joints(self, q) -> np.ndarray:
         q = check_finite("joint target", q, (7,))
         if self.joint_limits is not None:
-            lo, hi = JOINT_LIMITS[self.joint_limits]
-            bad = np.nonzero((q < lo) | (q > hi))[0]
-            if bad.size:
-                raise UnsafeCommandError(
-                    f"joint target outside the {self.joint_limits} limits at joints "
-                    f"{(bad + 1).tolist()}: q={np.round(q, 4).tolist()}")
+            check_joint_limits(q, *JOINT_LIMITS[self.joint_limits], self.joint_limits)
         return q
 
     def move_to_joints(self, q, timeout_s: float | None = None) -> None:

@@ -392,19 +392,12 @@ class ROS2Arm:
     def check_joints(self, q: np.ndarray) -> None:
         """Refuse a joint target outside `joint_lower`..`joint_upper` (which must be set: a
         ROS 2 arm can be any arm, so there are no default limits to fall back on)."""
-        from robot_rl.controllers.safety import UnsafeCommandError
+        from robot_rl.controllers.safety import UnsafeCommandError, check_joint_limits
         lo, hi = self.config.joint_lower, self.config.joint_upper
         if not lo or not hi:
             raise UnsafeCommandError("move_to_joints needs the arm's joint limits: set arm "
                                      "joint_lower and joint_upper (rad, one per joint)")
-        lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-        if lo.shape != q.shape or hi.shape != q.shape:
-            raise UnsafeCommandError(f"joint target has {q.size} values but the limits have "
-                                     f"{lo.size}/{hi.size}")
-        bad = np.flatnonzero((q < lo) | (q > hi))
-        if bad.size:
-            raise UnsafeCommandError("joint target outside the limits: " + ", ".join(
-                f"joint {i}: {q[i]:.4f} not in [{lo[i]:.4f}, {hi[i]:.4f}]" for i in bad))
+        check_joint_limits(q, lo, hi, "arm's")
 
     def _publish_joints(self, names, q) -> None:
         msg = self._JointState()

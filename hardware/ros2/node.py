@@ -175,15 +175,16 @@ def _home_pose(values, box: SafetyBox) -> tuple[np.ndarray, np.ndarray] | None:
     """The `home_pose` parameter checked at start-up: 7 finite values with a unit quaternion
     (a zero quaternion used to raise out of the ~/reset service callback), clipped into the
     box (where homing ends)."""
+    from robot_rl.hardware.safety import validate_pose
     if not len(values):
         return None
-    v = np.asarray(values, float)
-    if v.shape != (7,) or not np.all(np.isfinite(v)):
-        raise ValueError(f"home_pose needs 7 finite values (xyz + quat xyzw), got {list(values)}")
-    n = float(np.linalg.norm(v[3:]))
-    if abs(n - 1.0) > 1e-3:
-        raise ValueError(f"home_pose quaternion {v[3:].tolist()} is not unit length (norm {n:.4g})")
-    return box.clip_position(v[:3]), box.clip_orientation(v[3:] / n)
+    if len(values) != 7:
+        raise ValueError(f"home_pose needs 7 values (xyz + quat xyzw), got {list(values)}")
+    try:
+        pos, quat = validate_pose(values[:3], values[3:])
+    except ValueError as exc:
+        raise ValueError(f"home_pose: {exc}") from None
+    return box.clip_position(pos), box.clip_orientation(quat)
 
 
 _PolicyNode = None
@@ -319,8 +320,9 @@ def _node_class():
                 ("max_steps", Parameter.Type.INTEGER, 0, "stop after this many actions; 0: never"),
                 ("home_pose", Parameter.Type.DOUBLE_ARRAY, [],
                  "x y z qx qy qz qw: ~/reset moves there, a safety step per tick"),
-                ("watchdog_timeout", Parameter.Type.DOUBLE, 3.0 / float(s.control_hz),
-                 "hold the measured pose when no target was sent for this long [s]; 0: off"),
+                ("watchdog_timeout", Parameter.Type.DOUBLE, -1.0,
+                 "hold the measured pose when no target was sent for this long [s]; "
+                 "-1: three policy periods; 0: off"),
                 ("deterministic", Parameter.Type.BOOL, True, "policy mean instead of a sample"),
             ]
             names = {t[0] for t in table}
@@ -354,10 +356,10 @@ def _node_class():
                         out[name] = list(out[name])
             if out["rate_hz"] <= 0:
                 raise ValueError(f"rate_hz must be > 0, got {out['rate_hz']}")
-            if "watchdog_timeout" not in defaults and "rate_hz" in defaults:
+            if out["watchdog_timeout"] == -1.0:  # from the rate, however that was given
                 out["watchdog_timeout"] = 3.0 / out["rate_hz"]
             if out["watchdog_timeout"] < 0:
-                raise ValueError(f"watchdog_timeout must be >= 0, got {out['watchdog_timeout']}")
+                raise ValueError(f"watchdog_timeout must be >= 0 (or -1), got {out['watchdog_timeout']}")
             if abs(out["rate_hz"] - s.control_hz) > 1e-6:
                 self.get_logger().warning(
                     f"rate_hz {out['rate_hz']} differs from the {s.control_hz} Hz the policy was "
