@@ -34,6 +34,9 @@ ENV_IDS: dict[str, EnvEntry] = {
     "robot_rl/PandaPegInsertVision-v0": _sim("PandaPegInsert", vision=True),
     "robot_rl/PandaRelocate-v0": _sim("PandaRelocate"),
     "robot_rl/PandaRelocateVision-v0": _sim("PandaRelocate", vision=True),
+    "robot_rl/SO101Reach-v0": _sim("SO101Reach"),
+    "robot_rl/SO101PickCube-v0": _sim("SO101PickCube"),
+    "robot_rl/SO101PickCubeVision-v0": _sim("SO101PickCube", vision=True),
     "robot_rl/FrankaPegInsert-v0": EnvEntry("robot_rl.hardware.franka_env:make_franka_env", physical=True),
     "robot_rl/ROS2Arm-v0": EnvEntry("robot_rl.hardware.ros2.hal:make_ros2_env", physical=True),
 }

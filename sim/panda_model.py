@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from robot_rl.sim.workcell import fmt as _f, workcell_xml
+
 ARM_JOINTS = [f"joint{i}" for i in range(1, 8)]
 ARM_NAMES = {"tcp_site": "tcp", "finger_joint": "finger_left", "gripper_actuator": "gripper",
              "arm_actuators": [f"torque{i}" for i in range(1, 8)]}
@@ -34,10 +36,6 @@ _LINKS = [
                                                        ((0, 0, 0), (0.088, 0, 0))], 0.045),
     ("link7", "0.088 0 0", "0.7071068 0.7071068 0 0", 0.735, [((0, 0, -0.02), (0, 0, 0.08))], 0.045),
 ]
-
-
-def _f(v) -> str:
-    return " ".join(f"{x:.6g}" for x in v)
 
 
 def _arm_xml(hand_extra: str) -> str:
@@ -65,17 +63,8 @@ def _arm_xml(hand_extra: str) -> str:
         f'<joint name="finger_right" type="slide" axis="0 -1 0" range="0 {FINGER_MAX}" damping="2"/>'
         f'{finger.format(y="-0.006", py="0.0035")}</body>'
         '</body>')
-    return xml + hand + close
-
-
-def _look_at(pos, target) -> str:
-    """MuJoCo camera xyaxes for a camera at `pos` looking at `target` (camera looks along -z)."""
-    f = np.asarray(target, float) - pos
-    f /= np.linalg.norm(f)
-    x = np.cross(f, [0, 0, 1.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(x, f)
-    return _f(np.concatenate([x, y]))
+    base = '<geom class="arm" type="cylinder" size="0.07 0.07" pos="0 0 0.07" mass="4"/>'
+    return base + xml + hand + close
 
 
 FRONT_CAMERA_POS = np.array([1.25, 0.0, 0.65])
@@ -87,44 +76,14 @@ def build_scene(objects: str = "", hand_extra: str = "", timestep: float = 0.002
     actuators = "".join(
         f'<motor name="torque{i + 1}" joint="joint{i + 1}" ctrlrange="-{t} {t}"/>'
         for i, t in enumerate(TORQUE_LIMITS))
-    return f"""
-<mujoco model="robot_rl_panda">
-  <compiler angle="radian" autolimits="true"/>
-  <option timestep="{timestep}" integrator="Euler" cone="elliptic" impratio="10"/>
-  <visual><global offwidth="640" offheight="480"/><quality shadowsize="0"/>
-    <headlight ambient="0.5 0.5 0.5" diffuse="0.4 0.4 0.4" specular="0 0 0"/></visual>
-  <default>
-    <joint damping="1" armature="0.1"/>
-    <default class="arm"><geom contype="2" conaffinity="1" rgba="0.92 0.92 0.95 1"/></default>
-    <default class="finger"><geom contype="2" conaffinity="1" rgba="0.25 0.25 0.28 1" mass="0.015"
-        friction="1.5 0.02 0.002" condim="4" solref="0.005 1"/></default>
-    <default class="pad"><geom contype="2" conaffinity="1" rgba="0.1 0.1 0.1 1" mass="0.002"
-        friction="2 0.02 0.002" condim="4" solref="0.005 1"/></default>
-    <default class="object"><geom contype="1" conaffinity="3" condim="4" friction="1 0.02 0.002"/></default>
-  </default>
-  <asset>
-    <texture name="grid" type="2d" builtin="checker" rgb1="0.55 0.45 0.35" rgb2="0.5 0.4 0.3"
-        width="64" height="64"/>
-    <material name="table" texture="grid" texrepeat="8 8"/>
-  </asset>
-  <worldbody>
-    <light pos="0.5 0 1.5" dir="0 0 -1" castshadow="false"/>
-    <body name="base">
-      <geom class="arm" type="cylinder" size="0.07 0.07" pos="0 0 0.07" mass="4"/>
-      {_arm_xml(hand_extra)}
-    </body>
-    <geom name="table" type="box" pos="0.45 0 -0.02" size="0.55 0.6 0.02" material="table"
-        contype="1" conaffinity="3"/>
-    <camera name="front" pos="{_f(FRONT_CAMERA_POS)}" xyaxes="{_look_at(FRONT_CAMERA_POS, FRONT_CAMERA_TARGET)}" fovy="50"/>
-    {objects}
-  </worldbody>
-  <equality><joint joint1="finger_left" joint2="finger_right" solref="0.005 1"/></equality>
-  <actuator>
-    {actuators}
+    return workcell_xml(
+        "robot_rl_panda", _arm_xml(hand_extra), objects, timestep,
+        table_pos=(0.45, 0, -0.02), table_half=(0.55, 0.6, 0.02),
+        front_camera=(FRONT_CAMERA_POS, FRONT_CAMERA_TARGET),
+        actuators=actuators + f'''
     <position name="gripper" joint="finger_left" kp="400" dampratio="1" ctrlrange="0 {FINGER_MAX}"
-        forcerange="-30 30"/>
-  </actuator>
-</mujoco>"""
+        forcerange="-30 30"/>''',
+        joint_default='<joint damping="1" armature="0.1"/>')
 
 
 WRIST_CAMERA = ('<camera name="wrist" pos="0.07 0 0.065" xyaxes="0 1 0 0.954 0 0.3" fovy="75"/>')

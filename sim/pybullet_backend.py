@@ -68,6 +68,8 @@ class BulletWorld:
     it, and the arm touches nothing else (fixed base, no self-collision), so after `reset()`
     the simulation is a function of the seed alone. Sleeping is disabled for the same reason.
     """
+    finger_max = FINGER_MAX
+    home_q = HOME_Q
 
     def __init__(self, impedance: ImpedanceParams | None = None, law_every: int = 1):
         if law_every < 1:

@@ -19,10 +19,12 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set bef
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
+from robot_rl.controllers.diff_ik import DifferentialIK  # noqa: E402
 from robot_rl.controllers.frames import mat_to_quat, orientation_error  # noqa: E402
 from robot_rl.controllers.impedance import CartesianImpedance, ImpedanceParams  # noqa: E402
+from robot_rl.controllers.kinematics import SerialChain  # noqa: E402
 from robot_rl.hardware.hal import ArmState, Frame, GripperState  # noqa: E402
-from robot_rl.sim.panda_model import ARM_NAMES, FINGER_MAX, TORQUE_LIMITS  # noqa: E402
+from robot_rl.sim.panda_model import ARM_NAMES, FINGER_MAX, HOME_Q, TORQUE_LIMITS  # noqa: E402
 
 NA = 7
 
@@ -82,11 +84,13 @@ def _addr(a: np.ndarray) -> int:
     return a.ctypes.data
 
 
-class SimWorld:
-    """A MuJoCo model + data with the impedance controller attached to its arm."""
+class MujocoWorld:
+    """A MuJoCo model + data and everything about it that does not depend on how the arm is
+    driven: the TCP, the gripper, task objects, rendering. `SimWorld` (the torque-controlled
+    Panda under the impedance law) and `ServoWorld` (position-servoed arms) add the drive."""
+    finger_max: float  # per finger [m]
 
-    def __init__(self, xml: str | None = None, model_path: str | None = None,
-                 impedance: ImpedanceParams | None = None, controller: str = "auto"):
+    def __init__(self, xml: str | None, model_path: str | None, names: dict, n_arm: int):
         if (xml is None) == (model_path is None):
             raise ValueError("give exactly one of xml= or model_path=")
         if model_path is not None and not os.path.exists(model_path):
@@ -94,19 +98,165 @@ class SimWorld:
         self.model = (mujoco.MjModel.from_xml_path(model_path) if model_path
                       else mujoco.MjModel.from_xml_string(xml))
         self.data = mujoco.MjData(self.model)
+        self.n_arm = n_arm
         m = self.model
         try:
-            self.tcp_site = m.site(ARM_NAMES["tcp_site"]).id
-            self.finger_qadr = m.jnt_qposadr[m.joint(ARM_NAMES["finger_joint"]).id]
-            self.gripper_act = m.actuator(ARM_NAMES["gripper_actuator"]).id
-            arm_acts = [m.actuator(n).id for n in ARM_NAMES["arm_actuators"]]
+            self.tcp_site = m.site(names["tcp_site"]).id
+            self.finger_qadr = m.jnt_qposadr[m.joint(names["finger_joint"]).id]
+            self.gripper_act = m.actuator(names["gripper_actuator"]).id
+            arm_acts = [m.actuator(n).id for n in names["arm_actuators"]]
         except KeyError as exc:
             raise ValueError(f"the model lacks a name robot_rl needs ({exc}); required names: "
-                             f"{ARM_NAMES}") from None
-        if arm_acts != list(range(NA)) or any(m.jnt_qposadr[m.actuator_trnid[i, 0]] != i
-                                               for i in range(NA)):
-            raise ValueError("the arm's 7 joints and torque actuators must come first in the model")
+                             f"{names}") from None
+        if arm_acts != list(range(n_arm)) or any(m.jnt_qposadr[m.actuator_trnid[i, 0]] != i
+                                                  for i in range(n_arm)):
+            raise ValueError(f"the arm's {n_arm} joints and actuators must come first in the model")
         self.gripper_bodies = {m.body(n).id for n in ("hand", "finger_left", "finger_right")}
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._objects: dict[str, tuple[bool, int, int]] = {}
+        _LIVE_WORLDS.add(self)
+
+    def step(self, n: int) -> None:
+        raise NotImplementedError
+
+    def advance(self, seconds: float) -> None:
+        self.step(max(1, int(round(seconds / self.model.opt.timestep))))
+
+    def reset(self) -> None:
+        """Back to the model's initial state; nothing from the last episode survives."""
+        mujoco.mj_resetData(self.model, self.data)
+
+    def tcp_position(self) -> np.ndarray:
+        return self.data.site_xpos[self.tcp_site].copy()
+
+    def tcp_pose(self) -> np.ndarray:
+        d = self.data
+        return np.concatenate([d.site_xpos[self.tcp_site],
+                               mat_to_quat(d.site_xmat[self.tcp_site].reshape(3, 3))])
+
+    def tcp_twist(self) -> np.ndarray:
+        v = np.zeros(6)
+        mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_SITE, self.tcp_site,
+                                 v, 0)
+        return np.concatenate([v[3:], v[:3]])  # MuJoCo gives [angular, linear]
+
+    def tcp_wrench(self) -> np.ndarray:
+        """External contact wrench on the gripper, at the TCP, in the base frame."""
+        m, d = self.model, self.data
+        w, f6 = np.zeros(6), np.zeros(6)
+        tcp = d.site_xpos[self.tcp_site]
+        for i in range(d.ncon):
+            c = d.contact[i]
+            b1, b2 = m.geom_bodyid[c.geom[0]], m.geom_bodyid[c.geom[1]]
+            sign = 1.0 if b2 in self.gripper_bodies else (-1.0 if b1 in self.gripper_bodies else 0.0)
+            if sign == 0.0 or (b1 in self.gripper_bodies and b2 in self.gripper_bodies):
+                continue
+            mujoco.mj_contactForce(m, d, i, f6)
+            f = sign * (c.frame.reshape(3, 3).T @ f6[:3])  # contact frame -> world, force on b2
+            w[:3] += f
+            w[3:] += np.cross(c.pos - tcp, f)
+        return w
+
+    def arm_joints(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.data.qpos[:self.n_arm].copy(), self.data.qvel[:self.n_arm].copy()
+
+    def command_fingers(self, per_finger: float) -> None:
+        self.data.ctrl[self.gripper_act] = per_finger
+
+    def gripper_widths(self) -> tuple[float, float]:
+        """(measured, commanded) opening."""
+        d = self.data
+        return 2 * float(d.qpos[self.finger_qadr]), 2 * float(d.ctrl[self.gripper_act])
+
+    def now_ns(self) -> int:
+        return int(self.data.time * 1e9)
+
+    # ---- task objects: the world interface of sim/tasks/ ------------------------------
+    def set_marker(self, name: str, pos) -> None:
+        """Move a visual-only marker (a site of the world body)."""
+        self.model.site_pos[self.model.site(name).id] = pos
+
+    def _object(self, name: str) -> tuple[bool, int, int]:
+        """(is mocap, mocap id or free joint's qpos address, its dof address) of a body."""
+        if name not in self._objects:
+            m, b = self.model, self.model.body(name).id
+            j = m.body_jntadr[b]  # a free joint is its body's only joint
+            if m.body_mocapid[b] >= 0:
+                self._objects[name] = (True, int(m.body_mocapid[b]), -1)
+            elif j >= 0 and m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
+                self._objects[name] = (False, int(m.jnt_qposadr[j]), int(m.jnt_dofadr[j]))
+            else:
+                raise ValueError(f"body {name!r} is neither mocap nor free-floating")
+        return self._objects[name]
+
+    def body_position(self, name: str) -> np.ndarray:
+        mocap, i, _ = self._object(name)
+        return (self.data.mocap_pos[i] if mocap else self.data.qpos[i:i + 3]).copy()
+
+    def place_body(self, name: str, pos) -> None:
+        """Put a free or mocap body at `pos`, unrotated and at rest."""
+        mocap, i, dof = self._object(name)
+        d = self.data
+        if mocap:
+            d.mocap_pos[i], d.mocap_quat[i] = pos, [1, 0, 0, 0]
+        else:
+            d.qpos[i:i + 3], d.qpos[i + 3:i + 7] = pos, [1, 0, 0, 0]
+            d.qvel[dof:dof + 6] = 0.0
+
+    def ik(self, pos, quat, q_seed, iters: int = 200, tol: float = 1e-5) -> np.ndarray:
+        """Damped least-squares IK for the TCP (used for reset poses, never in the control
+        loop). Works on a scratch MjData so the live simulation is untouched."""
+        m, site = self.model, self.tcp_site
+        d = mujoco.MjData(m)
+        q = np.array(q_seed, float)
+        n = self.n_arm
+        lo, hi = m.jnt_range[:n, 0], m.jnt_range[:n, 1]
+        jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+        for _ in range(iters):
+            d.qpos[:n] = q
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            cur_q = mat_to_quat(d.site_xmat[site].reshape(3, 3))
+            e = np.concatenate([pos - d.site_xpos[site], orientation_error(quat, cur_q)])
+            if np.linalg.norm(e) < tol:
+                break
+            mujoco.mj_jacSite(m, d, jacp, jacr, site)
+            J = np.vstack([jacp[:, :n], jacr[:, :n]])
+            dq = J.T @ np.linalg.solve(J @ J.T + 1e-4 * np.eye(6), e)
+            q = np.clip(q + dq, lo, hi)
+        return q
+
+    # ---- rendering -------------------------------------------------------------------
+    def render(self, camera: str, height: int, width: int) -> np.ndarray:
+        key = (height, width)
+        if key not in self._renderers:
+            _preload_triton()
+            self._renderers[key] = mujoco.Renderer(self.model, height, width)
+            global _ATEXIT_REGISTERED
+            if not _ATEXIT_REGISTERED:
+                # MuJoCo's EGL backend registers eglTerminate at exit when its first context is
+                # made; registering after it makes ours run first (atexit is LIFO), so contexts
+                # are freed while the display is alive instead of erroring in __del__.
+                atexit.register(_close_renderers)
+                _ATEXIT_REGISTERED = True
+        r = self._renderers[key]
+        r.update_scene(self.data, camera=camera)
+        return r.render()
+
+    def close(self) -> None:
+        for r in self._renderers.values():
+            r.close()
+        self._renderers.clear()
+
+
+class SimWorld(MujocoWorld):
+    """The Panda: torque actuators under the Cartesian impedance law, every physics substep."""
+    finger_max = FINGER_MAX
+    home_q = HOME_Q
+
+    def __init__(self, xml: str | None = None, model_path: str | None = None,
+                 impedance: ImpedanceParams | None = None, controller: str = "auto"):
+        super().__init__(xml, model_path, ARM_NAMES, NA)
         if controller not in ("auto", "c", "numpy"):
             raise ValueError(f"controller must be 'auto', 'c' or 'numpy', got {controller!r}")
         if controller == "c" and _KERNEL is None:
@@ -120,9 +270,6 @@ class SimWorld:
         self.target_quat = np.array([0, 0, 0, 1.0])
         self.q_null = np.zeros(NA)
         self._k = self._make_kernel() if self.controller == "c" else None
-        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
-        self._objects: dict[str, tuple[bool, int, int]] = {}
-        _LIVE_WORLDS.add(self)
 
     # ---- controller ------------------------------------------------------------------
     def _make_kernel(self) -> _Kernel:
@@ -194,13 +341,9 @@ class SimWorld:
             self.data.ctrl[:NA] = self._numpy_torque()
             mujoco.mj_step2(self.model, self.data)
 
-    def advance(self, seconds: float) -> None:
-        self.step(max(1, int(round(seconds / self.model.opt.timestep))))
-
     # ---- state -----------------------------------------------------------------------
     def reset(self) -> None:
-        """Back to the model's initial state; nothing from the last episode survives."""
-        mujoco.mj_resetData(self.model, self.data)
+        super().reset()
         self.impedance.tau_prev = None
         if self._k is not None:
             self._k.have_prev = 0
@@ -219,126 +362,68 @@ class SimWorld:
             self._k.tau_prev[:] = d.qfrc_bias[:NA]
             self._k.have_prev = 1
 
-    def tcp_position(self) -> np.ndarray:
-        return self.data.site_xpos[self.tcp_site].copy()
 
-    def tcp_pose(self) -> np.ndarray:
-        d = self.data
-        return np.concatenate([d.site_xpos[self.tcp_site],
-                               mat_to_quat(d.site_xmat[self.tcp_site].reshape(3, 3))])
+class ServoWorld(MujocoWorld):
+    """An arm of joint-position servos (MuJoCo position actuators, like hobby servos). The HAL arm
+    is a `CartesianPositionArm` over `SimServos(world)`: it adds itself to `on_servo_tick`, which
+    runs once per servo period while the physics advances, as the Cartesian layer runs on a
+    real arm's host at the servo rate."""
 
-    def tcp_twist(self) -> np.ndarray:
-        v = np.zeros(6)
-        mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_SITE, self.tcp_site,
-                                 v, 0)
-        return np.concatenate([v[3:], v[:3]])  # MuJoCo gives [angular, linear]
+    def __init__(self, xml: str, chain: SerialChain, names: dict, finger_max: float,
+                 home_q, servo_hz: float = 50.0):
+        super().__init__(xml, None, names, chain.n)
+        self.chain, self.finger_max, self.servo_hz = chain, finger_max, servo_hz
+        self.home_q = np.asarray(home_q, float)
+        self.substeps_per_tick = max(1, int(round(1.0 / (servo_hz * self.model.opt.timestep))))
+        self.on_servo_tick: list = []
+        self._substep = 0
+        self._ik = DifferentialIK(chain)
 
-    def tcp_wrench(self) -> np.ndarray:
-        """External contact wrench on the gripper, at the TCP, in the base frame."""
-        m, d = self.model, self.data
-        w, f6 = np.zeros(6), np.zeros(6)
-        tcp = d.site_xpos[self.tcp_site]
-        for i in range(d.ncon):
-            c = d.contact[i]
-            b1, b2 = m.geom_bodyid[c.geom[0]], m.geom_bodyid[c.geom[1]]
-            sign = 1.0 if b2 in self.gripper_bodies else (-1.0 if b1 in self.gripper_bodies else 0.0)
-            if sign == 0.0 or (b1 in self.gripper_bodies and b2 in self.gripper_bodies):
-                continue
-            mujoco.mj_contactForce(m, d, i, f6)
-            f = sign * (c.frame.reshape(3, 3).T @ f6[:3])  # contact frame -> world, force on b2
-            w[:3] += f
-            w[3:] += np.cross(c.pos - tcp, f)
-        return w
+    def step(self, n: int) -> None:
+        m, d, k = self.model, self.data, self.substeps_per_tick
+        while n > 0:
+            if self._substep % k == 0:
+                for tick in self.on_servo_tick:
+                    tick()
+            chunk = min(n, k - self._substep % k)
+            mujoco.mj_step(m, d, nstep=chunk)
+            self._substep += chunk
+            n -= chunk
 
-    def arm_joints(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.data.qpos[:NA].copy(), self.data.qvel[:NA].copy()
+    def reset(self) -> None:
+        super().reset()
+        self._substep = 0
 
-    def command_fingers(self, per_finger: float) -> None:
-        self.data.ctrl[self.gripper_act] = per_finger
+    def set_joints(self, q: np.ndarray) -> None:
+        """Teleport the arm, zero velocities, and servo to the new pose."""
+        d, n = self.data, self.n_arm
+        d.qpos[:n] = d.ctrl[:n] = q
+        d.qvel[:] = 0.0
+        mujoco.mj_forward(self.model, d)
 
-    def gripper_widths(self) -> tuple[float, float]:
-        """(measured, commanded) opening."""
-        d = self.data
-        return 2 * float(d.qpos[self.finger_qadr]), 2 * float(d.ctrl[self.gripper_act])
+    def command_joints(self, q: np.ndarray) -> None:
+        self.data.ctrl[:self.n_arm] = q
 
-    def now_ns(self) -> int:
-        return int(self.data.time * 1e9)
+    def ik(self, pos, quat, q_seed, iters: int = 300, tol: float = 1e-7) -> np.ndarray:
+        """The chain's IK (the Cartesian layer's own kinematics), for reset poses."""
+        return self._ik.solve(q_seed, pos, quat, iters, tol)
 
-    # ---- task objects: the world interface of sim/tasks/ ------------------------------
-    def set_marker(self, name: str, pos) -> None:
-        """Move a visual-only marker (a site of the world body)."""
-        self.model.site_pos[self.model.site(name).id] = pos
 
-    def _object(self, name: str) -> tuple[bool, int, int]:
-        """(is mocap, mocap id or free joint's qpos address, its dof address) of a body."""
-        if name not in self._objects:
-            m, b = self.model, self.model.body(name).id
-            j = m.body_jntadr[b]  # a free joint is its body's only joint
-            if m.body_mocapid[b] >= 0:
-                self._objects[name] = (True, int(m.body_mocapid[b]), -1)
-            elif j >= 0 and m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
-                self._objects[name] = (False, int(m.jnt_qposadr[j]), int(m.jnt_dofadr[j]))
-            else:
-                raise ValueError(f"body {name!r} is neither mocap nor free-floating")
-        return self._objects[name]
+class SimServos:
+    """`JointServos` of a `ServoWorld`: targets to its position actuators."""
 
-    def body_position(self, name: str) -> np.ndarray:
-        mocap, i, _ = self._object(name)
-        return (self.data.mocap_pos[i] if mocap else self.data.qpos[i:i + 3]).copy()
+    def __init__(self, world: ServoWorld):
+        self.world = world
 
-    def place_body(self, name: str, pos) -> None:
-        """Put a free or mocap body at `pos`, unrotated and at rest."""
-        mocap, i, dof = self._object(name)
-        d = self.data
-        if mocap:
-            d.mocap_pos[i], d.mocap_quat[i] = pos, [1, 0, 0, 0]
-        else:
-            d.qpos[i:i + 3], d.qpos[i + 3:i + 7] = pos, [1, 0, 0, 0]
-            d.qvel[dof:dof + 6] = 0.0
+    def read(self) -> tuple[np.ndarray, np.ndarray, int]:
+        q, dq = self.world.arm_joints()
+        return q, dq, self.world.now_ns()
 
-    def ik(self, pos, quat, q_seed, iters: int = 200, tol: float = 1e-5) -> np.ndarray:
-        """Damped least-squares IK for the TCP (used for reset poses, never in the control
-        loop). Works on a scratch MjData so the live simulation is untouched."""
-        m, site = self.model, self.tcp_site
-        d = mujoco.MjData(m)
-        q = np.array(q_seed, float)
-        lo, hi = m.jnt_range[:NA, 0], m.jnt_range[:NA, 1]
-        jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
-        for _ in range(iters):
-            d.qpos[:NA] = q
-            mujoco.mj_kinematics(m, d)
-            mujoco.mj_comPos(m, d)
-            cur_q = mat_to_quat(d.site_xmat[site].reshape(3, 3))
-            e = np.concatenate([pos - d.site_xpos[site], orientation_error(quat, cur_q)])
-            if np.linalg.norm(e) < tol:
-                break
-            mujoco.mj_jacSite(m, d, jacp, jacr, site)
-            J = np.vstack([jacp[:, :NA], jacr[:, :NA]])
-            dq = J.T @ np.linalg.solve(J @ J.T + 1e-4 * np.eye(6), e)
-            q = np.clip(q + dq, lo, hi)
-        return q
+    def command(self, q: np.ndarray) -> None:
+        self.world.command_joints(q)
 
-    # ---- rendering -------------------------------------------------------------------
-    def render(self, camera: str, height: int, width: int) -> np.ndarray:
-        key = (height, width)
-        if key not in self._renderers:
-            _preload_triton()
-            self._renderers[key] = mujoco.Renderer(self.model, height, width)
-            global _ATEXIT_REGISTERED
-            if not _ATEXIT_REGISTERED:
-                # MuJoCo's EGL backend registers eglTerminate at exit when its first context is
-                # made; registering after it makes ours run first (atexit is LIFO), so contexts
-                # are freed while the display is alive instead of erroring in __del__.
-                atexit.register(_close_renderers)
-                _ATEXIT_REGISTERED = True
-        r = self._renderers[key]
-        r.update_scene(self.data, camera=camera)
-        return r.render()
-
-    def close(self) -> None:
-        for r in self._renderers.values():
-            r.close()
-        self._renderers.clear()
+    def move_to(self, q: np.ndarray) -> None:
+        self.world.set_joints(np.asarray(q, float))
 
 
 class SimArm:
@@ -376,11 +461,11 @@ class SimArm:
 
 
 class SimGripper:
-    """The gripper of a simulated world (a `SimWorld` or a `BulletWorld`)."""
-    max_width = 2 * FINGER_MAX
+    """The gripper of a simulated world (a `SimWorld`, `ServoWorld` or `BulletWorld`)."""
 
     def __init__(self, world: SimWorld):
         self.world = world
+        self.max_width = 2 * world.finger_max
 
     def command(self, width: float) -> None:
         self.world.command_fingers(float(np.clip(width, 0, self.max_width)) / 2)

@@ -1,4 +1,5 @@
-"""The simulated tasks, one file each: `reach.py`, `pick_cube.py`, `peg_insert.py`, `relocate.py`.
+"""The simulated tasks, one file each: `reach.py`, `pick_cube.py`, `peg_insert.py`, `relocate.py`; `so101.py` puts Reach and PickCube
+on the simulated SO-101.
 
 A task file holds everything that defines its task: the MuJoCo scene (`mjcf`), the reset
 distribution (`reset`), reward and success (`score`, array maths shared with the MJX env;
@@ -15,17 +16,21 @@ from robot_rl.sim.tasks.peg_insert import PandaPegInsert, PegInsertExpert
 from robot_rl.sim.tasks.pick_cube import PandaPickCube, PickCubeExpert
 from robot_rl.sim.tasks.reach import PandaReach, ReachExpert
 from robot_rl.sim.tasks.relocate import PandaRelocate, RelocateExpert
+from robot_rl.sim.tasks.so101 import SO101PickCube, SO101Reach
 
 __all__ = ["DOWN", "TABLE_Z", "World", "SimTask", "ScriptedExpert", "TASKS", "EXPERTS",
-           "PandaReach", "PandaPickCube", "PandaPegInsert", "PandaRelocate",
+           "PandaReach", "PandaPickCube", "PandaPegInsert", "PandaRelocate", "SO101Reach", "SO101PickCube",
            "ReachExpert", "PickCubeExpert", "PegInsertExpert", "RelocateExpert", "make_expert", "rollout"]
 
 TASKS: dict[str, type[SimTask]] = {"PandaReach": PandaReach, "PandaPickCube": PandaPickCube,
-                                   "PandaPegInsert": PandaPegInsert, "PandaRelocate": PandaRelocate}
+                                   "PandaPegInsert": PandaPegInsert, "PandaRelocate": PandaRelocate,
+                                   "SO101Reach": SO101Reach, "SO101PickCube": SO101PickCube}
 EXPERTS: dict[str, type[ScriptedExpert]] = {"PandaReach": ReachExpert,
                                             "PandaPickCube": PickCubeExpert,
                                             "PandaPegInsert": PegInsertExpert,
-                                            "PandaRelocate": RelocateExpert}
+                                            "PandaRelocate": RelocateExpert,
+                                            "SO101Reach": ReachExpert,
+                                            "SO101PickCube": PickCubeExpert}
 
 
 def make_expert(env, **kwargs) -> ScriptedExpert:

@@ -8,7 +8,6 @@ from typing import Protocol
 import numpy as np
 
 from robot_rl.hardware.task import TaskBase
-from robot_rl.sim.panda_model import HOME_Q
 
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])  # xyzw: gripper pointing at the table, fingers along y
 TABLE_Z = 0.0
@@ -24,6 +23,7 @@ class World(Protocol):
     def set_marker(self, name: str, pos) -> None: ...         # move a visual-only marker
     def body_position(self, name: str) -> np.ndarray: ...
     def place_body(self, name: str, pos) -> None: ...         # unrotated, at rest
+    home_q: np.ndarray                                        # the arm's IK seed
 
 
 class SimTask(TaskBase):
@@ -38,6 +38,7 @@ class SimTask(TaskBase):
     the TCP: the offset makes "move toward the object" a near-linear function of the input,
     which is what a policy has to learn first."""
     max_episode_steps: int
+    arm = "panda"  # the simulated arm the task is built for (sim/envs.py ARMS)
     start_pos = np.array([0.45, 0.0, 0.22])
     start_noise = np.array([0.03, 0.03, 0.02])
 
@@ -50,7 +51,7 @@ class SimTask(TaskBase):
 
     def bind(self, world: World) -> None:
         self.world = world
-        self._q_start = world.ik(self.start_pos, DOWN, HOME_Q)
+        self._q_start = world.ik(self.start_pos, DOWN, world.home_q)
         self.home_quat = DOWN
 
     def reset_arm(self, env, rng: np.random.Generator) -> None:

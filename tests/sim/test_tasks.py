@@ -65,7 +65,8 @@ def test_safety_box_never_violated_over_10k_random_and_extreme_actions():
     assert worst < 0.015
 
 
-def test_same_seed_same_episode_bit_for_bit():
+@pytest.mark.parametrize("task", ["PandaPickCube", "SO101PickCube"])
+def test_same_seed_same_episode_bit_for_bit(task):
     def episode(env, seed):
         obs, _ = env.reset(seed=seed)
         out = [obs["state"].copy(), obs["env_state"].copy()]
@@ -74,14 +75,15 @@ def test_same_seed_same_episode_bit_for_bit():
             obs, *_ = env.step(rng.uniform(-1, 1, 4))
             out += [obs["state"].copy(), obs["env_state"].copy()]
         return np.concatenate(out)
-    a, b = make_sim_env("PandaPickCube"), make_sim_env("PandaPickCube")
+    a, b = make_sim_env(task), make_sim_env(task)
     first = episode(a, 7)
     episode(b, 3)  # a different history on the second env must not leak into the next episode
     np.testing.assert_array_equal(first, episode(b, 7))
     assert not np.array_equal(first, episode(b, 8))
 
 
-@pytest.mark.parametrize("task", ["PandaReach", "PandaPickCube", "PandaPegInsert"])
+@pytest.mark.parametrize("task", ["PandaReach", "PandaPickCube", "PandaPegInsert", "SO101Reach",
+                                  "SO101PickCube"])
 def test_scripted_expert_success_over_100_seeds(task):
     env = make_sim_env(task)
     expert = make_expert(env)
