@@ -19,7 +19,8 @@ import numpy as np
 from robot_rl.controllers.diff_ik import DifferentialIK, DiffIKParams
 from robot_rl.controllers.kinematics import SerialChain
 from robot_rl.controllers.safety import check_finite, check_joint_limits
-from robot_rl.hardware.hal import ArmState
+from robot_rl.hardware.hal import ArmState, WallClock
+from robot_rl.hardware.safety import ConnectionLostError
 
 
 @runtime_checkable
@@ -40,6 +41,10 @@ class CartesianPositionArm:
         self.ik = DifferentialIK(chain, ik, q_posture)
         self.max_lead = np.broadcast_to(np.asarray(max_lead, float), (chain.n,)).copy()
         self._lock = threading.Lock()
+        self._moving = threading.RLock()  # held by a joint move; the servo loop waits for it
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+        self.fault: BaseException | None = None
         self._sync_to_measured()
 
     def _sync_to_measured(self) -> None:
@@ -52,13 +57,19 @@ class CartesianPositionArm:
 
     # ---- Arm protocol ----------------------------------------------------------------------
     def state(self) -> ArmState:
-        q, dq, t_ns = self.servos.read()
+        self._check_fault()
+        try:
+            q, dq, t_ns = self.servos.read()
+        except Exception as exc:  # a bus error (USB unplugged, power lost) ends the episode
+            raise ConnectionLostError(f"reading the arm's joints failed: {type(exc).__name__}: "
+                                      f"{exc}") from exc
         pos, quat = self.chain.fk(q)
         twist = self.chain.jacobian(q) @ dq
         return ArmState(q=q, dq=dq, tcp_pose=np.concatenate([pos, quat]), tcp_twist=twist,
                         wrench=np.zeros(6), t_ns=t_ns)  # hobby servos measure no wrench
 
     def set_target_pose(self, pos, quat) -> None:
+        self._check_fault()
         pos = check_finite("target position", pos, (3,))
         quat = check_finite("target quaternion", quat, (4,))
         with self._lock:
@@ -73,10 +84,12 @@ class CartesianPositionArm:
                                     "max_rot_error": float(hi[3:].min())})
 
     def move_to_joints(self, q) -> None:
+        """Blocking joint move (the servo loop pauses meanwhile), then hold there."""
         q = check_joint_limits(check_finite("joint target", q, (self.chain.n,)),
                                self.chain.lower, self.chain.upper)
-        self.servos.move_to(q)
-        self._sync_to_measured()
+        with self._moving:
+            self.servos.move_to(q)
+            self._sync_to_measured()
 
     def stop(self) -> None:
         self._sync_to_measured()
@@ -84,6 +97,10 @@ class CartesianPositionArm:
 
     def tick(self) -> np.ndarray:
         """One servo period: the next joint target toward the pose target, sent to the servos."""
+        with self._moving:
+            return self._tick()
+
+    def _tick(self) -> np.ndarray:
         q_meas, _, _ = self.servos.read()
         with self._lock:
             q_prev = self.q_cmd
@@ -95,6 +112,45 @@ class CartesianPositionArm:
             self.q_cmd = q
         self.servos.command(q)
         return q
+
+    # ---- on a real arm: the servo loop in a thread -------------------------------------------
+    def start(self) -> "CartesianPositionArm":
+        """Run `tick` at the servo rate in a thread (a real arm; in sim the physics ticks it).
+        A tick that fails (a serial error, an unplugged arm) stops the loop; the next call to
+        `state`/`set_target_pose` raises it as `ConnectionLostError`."""
+        if self._thread is None:
+            self._closed.clear()
+            self._thread = threading.Thread(target=self._loop, name="servo-loop", daemon=True)
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        clock = WallClock()
+        while not self._closed.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001 (handed to the caller's thread)
+                self.fault = exc
+                return
+            clock.wait(self.dt)
+
+    def _check_fault(self) -> None:
+        if self.fault is not None:
+            raise ConnectionLostError(f"the servo loop stopped: {type(self.fault).__name__}: "
+                                      f"{self.fault}") from self.fault
+
+    def reconnect(self) -> None:
+        """After a fault: hold where the arm is and run the loop again."""
+        self.close()
+        self.fault = None
+        self._sync_to_measured()
+        self.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+            self._thread = None
 
     def __enter__(self):
         return self

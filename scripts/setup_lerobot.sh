@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Idempotent: .venv-lerobot, the real `lerobot` (0.6.1, [dataset] extra) for the LeRobot
-# interop tests (tests/robot_rl/test_lerobot_interop.py). lerobot needs Python >= 3.12, so it
-# gets its own venv (our .venv is 3.11; nothing is shared between them: the tests talk to it
-# through files on disk). About 5 GB (lerobot pins torch < 2.12, which PyPI has only as a CUDA
+# Idempotent: .venv-lerobot, the real `lerobot` (0.6.1, [dataset,feetech] extras) for the
+# LeRobot interop tests (tests/robot_rl/test_lerobot_interop.py: datasets, through files on
+# disk) and the SO-101 adapter's tests (tests/hardware/test_so101_lerobot.py: robot-rl itself,
+# installed here without its dependencies, drives LeRobot's SO101Follower/Leader). lerobot
+# needs Python >= 3.12, so it gets its own venv (our .venv is 3.11). About 5 GB (lerobot pins torch < 2.12, which PyPI has only as a CUDA
 # build for 3.12); measured here: ~2.5 min to install.
 #
 #   bash scripts/setup_lerobot.sh          ($LEROBOT_PYTHON: a python3.12+ to use)
@@ -74,24 +75,36 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   fi
 fi
 
-WANT="lerobot[dataset]==$LEROBOT_VERSION $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+WANT="lerobot[dataset,feetech]==$LEROBOT_VERSION $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || [ ! -x "$VENV/bin/python" ]; then
   rm -rf "$VENV"
   "$PY" -m venv "$VENV"
-  echo "installing into $VENV: lerobot[dataset]==$LEROBOT_VERSION (with $("$PY" --version))"
+  echo "installing into $VENV: lerobot[dataset,feetech]==$LEROBOT_VERSION (with $("$PY" --version))"
   start=$(date +%s)
   # pip's constraints file here caps torch for our 3.11 venv; lerobot picks its own (< 2.12).
   "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
-  "$VENV/bin/python" -m pip install -q "lerobot[dataset]==$LEROBOT_VERSION" 2>&1 \
+  "$VENV/bin/python" -m pip install -q "lerobot[dataset,feetech]==$LEROBOT_VERSION" 2>&1 \
     | { grep -v "is ignored" || true; }  # pip's status survives (pipefail)
   echo "installed in $(( $(date +%s) - start )) s"
   echo "$WANT" > "$STAMP"
 fi
 
-# Smoke test: lerobot's dataset API imports; report the video decoders that load.
-"$VENV/bin/python" - <<'EOF'
+# robot-rl beside it, without its dependencies (lerobot brings numpy and gymnasium; the SO-101
+# adapter needs nothing else), editable so the tests run this checkout.
+# (checked from / : from the repo root `import robot_rl` would find the source tree uninstalled)
+if ! (cd / && "$OLDPWD/$VENV/bin/python" -c \
+      "import robot_rl.hardware.so101, sys; sys.exit(not robot_rl.__file__.startswith('$PWD/'))") \
+    >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip install -q --no-deps -e . 2>&1 | { grep -v "is ignored" || true; }
+fi
+
+# Smoke test (from /, as the tests run it): lerobot's dataset API and the SO-101 classes import;
+# report the video decoders.
+(cd / && "$OLDPWD/$VENV/bin/python" -) <<'EOF'
 import importlib.metadata as md
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: F401
+from lerobot.robots.so_follower import SO101Follower  # noqa: F401
+import robot_rl.hardware.so101  # noqa: F401
 import av
 backends = ["pyav"]
 try:
