@@ -46,6 +46,8 @@ class InterventionWrapper(gym.Wrapper):
             raise ValueError("InterventionWrapper needs a RobotEnv (env.unwrapped.task.action "
                              "gives the action layout)")
         self.teleop, self.threshold, self.recorder, self.on_lost = teleop, threshold, recorder, on_lost
+        if hasattr(teleop, "attach"):  # a device that needs the follower's pose (a leader arm)
+            teleop.attach(env.unwrapped)
         self.action_cfg = task.action
         self.teleop_lost = False
         self.total_steps = self.total_interventions = 0

@@ -140,17 +140,28 @@ class CartesianPositionArm:
                                       f"{self.fault}") from self.fault
 
     def reconnect(self) -> None:
-        """After a fault: hold where the arm is and run the loop again."""
-        self.close()
+        """After a fault: reconnect the servos (if they can), hold where the arm is, and run
+        the loop again if it ran."""
+        running = self._thread is not None
+        self._stop_loop()
+        if hasattr(self.servos, "reconnect"):
+            self.servos.reconnect()
         self.fault = None
         self._sync_to_measured()
-        self.start()
+        if running:
+            self.start()
+
+    def _stop_loop(self) -> None:
+        self._closed.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+        self._thread = None
 
     def close(self) -> None:
-        self._closed.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1.0)
-            self._thread = None
+        """Stop the servo loop and close the servos' connection (if they have one)."""
+        self._stop_loop()
+        if hasattr(self.servos, "close"):
+            self.servos.close()
 
     def __enter__(self):
         return self

@@ -94,7 +94,7 @@ def _lerobot(what: str):
 
 def _require_calibrated(device, kind: str, port: str, robot_id: str) -> None:
     if not device.is_calibrated:
-        device.disconnect()
+        device.bus.disconnect(disable_torque=False)
         raise RuntimeError(
             f"the SO-101 {kind} on {port} (id {robot_id!r}) has no calibration that matches its "
             f"motors: calibrate it once with LeRobot (lerobot-calibrate --{'robot' if kind == 'follower' else 'teleop'}"
@@ -129,9 +129,17 @@ class LeRobotSO101:
         self.gripper = _LeRobotGripper(self)
 
     def connect(self) -> "LeRobotSO101":
+        """LeRobot's `SOFollower.connect` without its interactive calibration and with one step
+        more: every goal register is set to where the joint is before the torque comes on
+        (`configure` enables it), so a goal left by an earlier session, after the arm was moved
+        by hand, cannot make it jump."""
         with self.lock:
-            self.robot.connect(calibrate=False)
+            bus = self.robot.bus
+            bus.connect()
             _require_calibrated(self.robot, "follower", self.port, self.robot_id)
+            bus.disable_torque()
+            bus.sync_write("Goal_Position", bus.sync_read("Present_Position"))
+            self.robot.configure()
         return self
 
     def read(self) -> tuple[np.ndarray, np.ndarray, int]:
@@ -149,15 +157,38 @@ class LeRobotSO101:
         with self.lock:
             self.robot.send_action({f"{k}.pos": float(v) for k, v in positions.items()})
 
-    def close(self) -> None:
+    def reconnect(self) -> None:
+        """After a lost connection: drop the port (without talking to the servos) and connect
+        again (the joints hold where they are; see `connect`)."""
         with self.lock:
-            if self.robot.is_connected:
+            try:
+                self.robot.bus.port_handler.closePort()
+            except Exception:  # noqa: BLE001 (the port may already be gone)
+                pass
+            self._last = None
+        self.connect()
+
+    def close(self) -> None:
+        """Torque off (LeRobot's default on disconnect) and close the port; a bus that is gone
+        already is just closed."""
+        with self.lock:
+            if not self.robot.bus.is_connected:
+                return
+            try:
                 self.robot.disconnect()
+            except Exception:  # noqa: BLE001 (unplugged: nothing to switch off)
+                self.robot.bus.port_handler.closePort()
 
 
 class _LeRobotServos:
     def __init__(self, arm: LeRobotSO101):
         self.arm = arm
+
+    def close(self) -> None:
+        self.arm.close()
+
+    def reconnect(self) -> None:
+        self.arm.reconnect()
 
     def read(self):
         return self.arm.read()
@@ -205,12 +236,12 @@ class LeRobotLeader:
     """The SO-100/SO-101 leader arm (LeRobot's `so_leader`, torque off, moved by the operator)
     as a HAL `Teleop` for interventions. The leader's joints, through our kinematics, give the
     pose the operator shows; `poll` returns the normalized step from the follower's TCP toward
-    it (`follower_pose()` -> [x, y, z, qx, qy, qz, qw], e.g. `env.unwrapped.arm.state().tcp_pose`),
-    in the task's step sizes, and the leader's jaw as the gripper target. The operator is
+    it (`follower_pose()` -> [x, y, z, qx, qy, qz, qw]; `attach(env)` sets it to the env's arm
+    and the step sizes to its task's), in the task's step sizes, and the leader's jaw as the gripper target. The operator is
     intervening while the leader moves (more than `engage_rad` on a joint since the last poll)
     and for `hold_s` after it stops, so a held pose is tracked too."""
 
-    def __init__(self, port: str, follower_pose, robot_id: str = "so101_leader",
+    def __init__(self, port: str, follower_pose=None, robot_id: str = "so101_leader",
                  calibration_dir: str | None = None, mapping: JointMapping = JointMapping(),
                  step_pos: float = 0.02, step_rot: float = 0.1, engage_rad: float = 0.01,
                  hold_s: float = 1.0):
@@ -230,6 +261,11 @@ class LeRobotLeader:
         _require_calibrated(self.device, "leader", self.port, self.robot_id)
         return self
 
+    def attach(self, env) -> None:
+        """Follow `env`'s arm (a RobotEnv), in its task's action step sizes."""
+        self.follower_pose = lambda: env.arm.state().tcp_pose
+        self.step_pos, self.step_rot = env.task.action.step_pos, env.task.action.step_rot
+
     def leader_state(self) -> tuple[np.ndarray, float]:
         """(joint angles in our convention, jaw opening 0..100)."""
         a = self.device.get_action()
@@ -245,6 +281,9 @@ class LeRobotLeader:
             self._last_motion = now
         self._last_q = q
         pos, quat = SO101_CHAIN.fk(q)
+        if self.follower_pose is None:
+            raise RuntimeError("the leader arm steers toward its pose from the follower's: "
+                               "give follower_pose= or attach(env) first")
         follower = np.asarray(self.follower_pose(), float)
         delta = np.concatenate([(pos - follower[:3]) / self.step_pos,
                                 orientation_error(quat, follower[3:]) / self.step_rot])

@@ -241,6 +241,8 @@ def collect(env_id: str, teleop, episodes: int, out: str, only_success: bool = F
     try:
         if own_teleop:
             teleop = make_teleop(teleop, **(teleop_kwargs or {}))
+        if hasattr(teleop, "attach"):  # a device that needs the follower's pose (a leader arm)
+            teleop.attach(env.unwrapped)
         cfg = env.unwrapped.task.action
         period = 1.0 / env_fps(env)
         recorder = EpisodeRecorder(out, env, robot_type=robot_type, autosave=False, env_id=env_id,

@@ -1,5 +1,5 @@
 """Every gymnasium id robot-rl provides, in one table: the simulated tasks (MuJoCo; the MJX
-backend runs the same ids), the real Franka and any ROS 2 arm. `import robot_rl` registers
+backend runs the same ids), the real Franka, the SO-100/SO-101 (through LeRobot) and any ROS 2 arm. `import robot_rl` registers
 them, so `gym.make("robot_rl/...")` just works.
 
 Entry points are strings, resolved only when an env is made. The only modules imported here
@@ -39,6 +39,7 @@ ENV_IDS: dict[str, EnvEntry] = {
     "robot_rl/SO101PickCubeVision-v0": _sim("SO101PickCube", vision=True),
     "robot_rl/FrankaPegInsert-v0": EnvEntry("robot_rl.hardware.franka_env:make_franka_env", physical=True),
     "robot_rl/ROS2Arm-v0": EnvEntry("robot_rl.hardware.ros2.hal:make_ros2_env", physical=True),
+    "robot_rl/SO101-v0": EnvEntry("robot_rl.hardware.so101_env:make_so101_env", physical=True),
 }
 
 

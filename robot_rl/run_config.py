@@ -172,14 +172,14 @@ class RewardConfig:
 class TeleopConfig:
     """`env.teleop`: a human can take over during training (HIL-SERL interventions).
     `env.teleop: spacemouse` is short for `env.teleop.kind: spacemouse`."""
-    kind: str = setting("", "spacemouse | keyboard | gamepad, or several joined with +")
+    kind: str = setting("", "spacemouse | keyboard | gamepad | so101_leader, or several joined with +")
     kwargs: dict = setting(help="the device's settings (hardware/teleop: make_teleop); with several "
                                 "devices one mapping per device name", factory=dict)
     record_interventions: Optional[str] = setting(
         None, "LeRobotDataset directory that records every training episode")
 
     def __post_init__(self) -> None:
-        _require(self.kind, "env.teleop.kind", "spacemouse, keyboard or gamepad")
+        _require(self.kind, "env.teleop.kind", "spacemouse, keyboard, gamepad or so101_leader")
 
 
 @dataclass

@@ -1,9 +1,13 @@
 """Teleop devices implementing `hardware.hal.Teleop`: SpaceMouse (HID), keyboard (pynput),
-gamepad (pygame). Each device module imports its heavy dependency lazily, so importing this
-package costs nothing. Conventions (base frame, gripper, events) are in `mapping.py`.
+gamepad (pygame), and the SO-100/SO-101 leader arm (LeRobot; hardware/so101.py). Each device
+module imports its heavy dependency lazily, so importing this package costs nothing.
+Conventions (base frame, gripper, events) are in `mapping.py`. A device that needs the
+follower's pose (the leader arm) has `attach(env)`, which the intervention wrapper and the demo
+recorder call with the env before the first poll.
 
     make_teleop("spacemouse", deadzone=0.1)
     make_teleop("spacemouse+keyboard")   # motion from the puck, events also from the keys
+    make_teleop("so101_leader", port="/dev/ttyACM1", robot_id="my_leader")
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from robot_rl.hardware.hal import Teleop, TeleopCommand
 from robot_rl.hardware.teleop.mapping import (ACTIONS, EVENTS, DeviceLostError,
                                               DeviceNotFoundError, teleop_to_action)
 
-TELEOPS = ("spacemouse", "keyboard", "gamepad")
+TELEOPS = ("spacemouse", "keyboard", "gamepad", "so101_leader")
 
 __all__ = ["ACTIONS", "EVENTS", "TELEOPS", "DeviceLostError", "DeviceNotFoundError",
            "MergedTeleop", "make_teleop", "teleop_to_action"]
@@ -64,6 +68,9 @@ def _make_one(name: str, kwargs: dict):
     if name == "gamepad":
         from robot_rl.hardware.teleop.gamepad import Gamepad
         return Gamepad(**kwargs)
+    if name == "so101_leader":
+        from robot_rl.hardware.so101 import LeRobotLeader
+        return LeRobotLeader(**kwargs).connect()
     raise ValueError(f"unknown teleop device {name!r}; valid: {', '.join(TELEOPS)} "
                      f"(or several joined with '+', e.g. 'spacemouse+keyboard')")
 

@@ -84,6 +84,7 @@ class FeetechBusPeer:
         self.port = os.ttyname(self._slave)
         self.packets = 0
         self.sync_reads = 0  # answered SYNC_READs: a client polling the arm
+        self.goals: list[tuple[float, int, int]] = []  # (time, id, goal) of every goal written
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True, name="feetech-peer")
         self._thread.start()
@@ -98,6 +99,11 @@ class FeetechBusPeer:
             s.put("max_limit", range_max)
             s.put("goal", _sm_encode(int(s.shaft) - homing_offset, 15))
             s.update(0.0, 0.0)
+
+    def set_goal(self, id_: int, goal: int) -> None:
+        """Leave a goal in the servo's register (as an earlier session would have)."""
+        with self.lock:
+            self.servos[id_].put("goal", _sm_encode(goal, 15))
 
     def move_shaft(self, id_: int, ticks: float) -> None:
         with self.lock:
@@ -160,6 +166,11 @@ class FeetechBusPeer:
                 if reply:
                     os.write(self.master, reply)
 
+    def _log_goal(self, servo: Servo, addr: int) -> None:
+        if addr == ADDR["goal"]:
+            self.goals.append((time.monotonic(), servo.mem[ADDR["id"]],
+                               _sm_decode(servo.get("goal"), 15)))
+
     def _status(self, id_: int, data: bytes = b"") -> bytes:
         body = bytes([id_, len(data) + 2, 0]) + data
         return b"\xff\xff" + body + bytes([_checksum(body)])
@@ -178,12 +189,14 @@ class FeetechBusPeer:
                     [self.servos[id_]] if id_ in self.servos else []
                 for s in targets:
                     s.mem[params[0]:params[0] + len(params) - 1] = params[1:]
+                    self._log_goal(s, params[0])
                 return self._status(id_) if id_ in self.servos else b""
             if instr == SYNC_WRITE:
                 addr, n = params[0], params[1]
                 for k in range(2, len(params), n + 1):
                     if params[k] in self.servos:
                         self.servos[params[k]].mem[addr:addr + n] = params[k + 1:k + 1 + n]
+                        self._log_goal(self.servos[params[k]], addr)
                 return b""
             if instr == SYNC_READ:
                 self.sync_reads += 1

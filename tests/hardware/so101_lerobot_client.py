@@ -10,6 +10,11 @@ track:        the real-arm stack (LeRobotSO101 -> CartesianPositionArm in its se
 uncalibrated: connect without a matching calibration file; the error is reported.
 unplug:       the servo loop runs until the bus goes away under it (the test closes the peer);
               reports how `state()` failed.
+connect:      connect (ours, or `"lerobot": true` LeRobot's own SOFollower.connect), wait 0.5 s,
+              disconnect: the test checks whether the shafts moved.
+env:          `gym.make("robot_rl/SO101-v0", ...)`: reset, then random and saturated actions
+              (fuzz) through RobotEnv and the safety layer; the test checks every goal the
+              servos received.
 teleop:       the leader arm (LeRobotLeader) drives the follower for `seconds` while the test
               moves the leader's shafts.
 """
@@ -85,6 +90,48 @@ def unplug(a: dict) -> dict:
     return {"error_type": None}
 
 
+def connect(a: dict) -> dict:
+    if a.get("lerobot"):
+        from lerobot.robots.so_follower import SO101Follower, SO101FollowerConfig
+        from pathlib import Path
+        robot = SO101Follower(SO101FollowerConfig(port=a["port"], id=a["robot_id"],
+                                                  calibration_dir=Path(a["calibration_dir"])))
+        robot.connect(calibrate=False)
+        time.sleep(0.5)
+        robot.bus.disconnect(disable_torque=False)
+    else:
+        so101 = LeRobotSO101(a["port"], robot_id=a["robot_id"],
+                             calibration_dir=a["calibration_dir"]).connect()
+        time.sleep(0.5)
+        so101.robot.bus.disconnect(disable_torque=False)
+    return {}
+
+
+def env_fuzz(a: dict) -> dict:
+    import gymnasium as gym
+
+    import robot_rl  # noqa: F401  (registers robot_rl/SO101-v0)
+    env = gym.make("robot_rl/SO101-v0", port=a["port"], robot_id="follower",
+                   calibration_dir=a["calibration_dir"], mapping=a.get("mapping"),
+                   task={"max_episode_steps": a["steps"]})
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=1)
+    targets, steps = [], 0
+    safe = env.unwrapped.arm
+    done = False
+    while not done:
+        a_ = rng.choice([-1.0, 1.0], 4) * 5 if steps % 2 else rng.uniform(-1, 1, 4)
+        obs, r, term, trunc, info = env.step(a_)
+        targets.append(safe._last[0].tolist())
+        steps += 1
+        done = term or trunc
+    box = env.unwrapped.task.safety
+    out = {"steps": steps, "targets_in_box": bool(all(box.contains(np.array(t)) for t in targets)),
+           "truncated": bool(trunc), "state_dim": int(obs["state"].shape[0])}
+    env.close()
+    return out
+
+
 def teleop(a: dict) -> dict:
     so101, arm, sent = follower(a)
     safe = SafeArm(arm, BOX, watchdog_s=0.5)
@@ -114,4 +161,4 @@ def teleop(a: dict) -> dict:
 if __name__ == "__main__":
     scenario, args = sys.argv[1], json.loads(sys.argv[2])
     print(json.dumps({"track": track, "uncalibrated": uncalibrated, "unplug": unplug,
-                      "teleop": teleop}[scenario](args)))
+                      "connect": connect, "env": env_fuzz, "teleop": teleop}[scenario](args)))

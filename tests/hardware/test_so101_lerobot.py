@@ -150,6 +150,54 @@ def test_an_unplugged_arm_is_a_lost_connection(lerobot_python, run_json, arm_at)
     assert not out["thread_alive"]
 
 
+def goal_steps(peer: FeetechBusPeer, mapping=JointMapping(**MAPPING)) -> np.ndarray:
+    """Per arm joint, the largest change (rad, our convention) between consecutive goals the
+    servo received."""
+    cal = calibration()
+    worst = np.zeros(len(JOINT_NAMES))
+    for i, name in enumerate(JOINT_NAMES):
+        c = cal[name]
+        goals = [g for _, id_, g in peer.goals if id_ == c["id"]]
+        deg = (np.array(goals) - (c["range_min"] + c["range_max"]) / 2) * 360 / 4095
+        q = mapping.to_ours(np.outer(deg, np.eye(len(JOINT_NAMES))[i]))[:, i]
+        worst[i] = np.abs(np.diff(q)).max() if len(q) > 1 else 0.0
+    return worst
+
+
+def test_connecting_never_moves_the_arm_to_a_stale_goal(lerobot_python, run_json, arm_at):
+    """An earlier session left goal registers 300 ticks (26 deg) away, then the arm was moved
+    by hand with the torque off. LeRobot's own connect enables the torque with those goals and
+    the arm jumps to them; ours first sets every goal to where its joint is."""
+    moved = {}
+    for who in ("lerobot", "ours"):
+        peer = arm_at(np.array([0.0, 0.4, 0.2, -0.6, 0.0]), robot_id=f"follower_{who}")
+        before = [peer.shaft(i) for i in range(1, 7)]
+        for i in range(1, 6):
+            peer.set_goal(i, int(peer.shaft(i)) - calibration()[LEROBOT_MOTORS[i - 1]]["homing_offset"] + 300)
+        run_json(lerobot_python, [CLIENT, "connect", json.dumps({
+            "port": peer.port, "calibration_dir": arm_at.calibration_dir, "lerobot": who == "lerobot",
+            "robot_id": f"follower_{who}"})], timeout=60)
+        moved[who] = max(abs(peer.shaft(i) - b) for i, b in zip(range(1, 7), before))
+    assert moved["lerobot"] > 250, moved  # the hazard is real
+    assert moved["ours"] < 3, moved
+
+
+def test_env_fuzzed_through_the_safety_layer(lerobot_python, run_json, arm_at):
+    """`robot_rl/SO101-v0` on the servo peer: a reset (joint move) and 40 random and saturated
+    actions. Every target is in the workspace box; every goal the servos received moved a
+    joint by at most max_velocity * servo period (50 Hz)."""
+    peer = arm_at(np.array([0.0, 0.4, 0.2, -0.6, 0.0]))
+    out = run_json(lerobot_python, [CLIENT, "env", json.dumps({
+        "port": peer.port, "calibration_dir": arm_at.calibration_dir, "mapping": MAPPING,
+        "steps": 40})], timeout=180)
+    assert out["steps"] == 40 and out["truncated"] and out["targets_in_box"]
+    assert out["state_dim"] == 14
+    tick = 2 * np.pi / 4096
+    assert len(peer.goals) > 200
+    assert np.all(goal_steps(peer) <= SO101_CHAIN.max_velocity / 50 + 2 * tick), goal_steps(peer)
+    assert not peer.torque_enabled(1)  # env.close() switched the torque off
+
+
 def test_leader_arm_drives_the_follower(lerobot_python, run_json, arm_at):
     """The operator moves the leader (torque off) 4 cm sideways and 3 cm up, then holds it:
     the follower's TCP follows to the leader's pose; no intervention before the leader moves;
