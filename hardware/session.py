@@ -1,12 +1,14 @@
 """Real-robot session workflow: `robot-rl robot check CONFIG` before anything moves.
 
-`check_robot(config_path, load_config)` reads a RunConfig YAML for a real env (e.g.
-config/franka_peg_insert.yaml), connects to the arm *read-only* (no motion is started), the
-gripper and every camera, and reports: connectivity and latency, robot mode, joint and TCP
-state (and whether the TCP, the reset pose and the insertion pose are inside the workspace
-box), gripper width, one frame per camera (saved as PNG) with its measured rate and
-intrinsics, the safety-box limits, step limits and watchdog, and how the impedance presets
-map onto franky. It prints the report and returns it as a dict (`report["ok"]`).
+`check_robot(config_path, load_config)` reads a RunConfig YAML for a real env (the Franka,
+config/franka_peg_insert.yaml, or the SO-101, config/so101_real.yaml), connects to the arm
+without moving it, the gripper and every camera, and reports: connectivity and latency, joint
+and TCP state (and whether the TCP and the task's poses are inside the workspace box, how far
+each joint is from its limit), gripper width, one frame per camera (saved as PNG) with its
+measured rate and intrinsics, the safety-box limits, step limits and watchdog, and the
+arm's own control settings (Franka: how the impedance presets map onto franky; SO-101: the
+servo rate, the lead clip and LeRobot's calibration/joint mapping). It prints the report and
+returns it as a dict (`report["ok"]`).
 """
 from __future__ import annotations
 
@@ -31,23 +33,38 @@ def check_robot(config_path: str, load_config: Callable, out_dir: str | None = N
     `runs/<name>/robot_check`) and safety limits. Nothing moves. `load_config(path, overrides)`
     reads the run config: the CLI hands it in, since hardware sits below the runtime
     (.importlinter) and does not import it."""
-    from robot_rl.hardware.cameras import make_camera
-    from robot_rl.hardware.franka import FrankaArm, FrankaGripper, JOINT_LIMITS, map_impedance
-    from robot_rl.hardware.franka_env import ENV_ID, FrankaPegInsert
-
+    from robot_rl.hardware import franka_env, so101_env
+    checks = {franka_env.ENV_ID: _check_franka, so101_env.ENV_ID: _check_so101}
     cfg = load_config(config_path, list(overrides))
-    if cfg.env.id != ENV_ID:
+    if cfg.env.id not in checks:
         raise ValueError(f"{config_path}: env.id {cfg.env.id!r} is not a real-robot env "
-                         f"(known: {[ENV_ID]})")
+                         f"(known: {sorted(checks)})")
     kw = dict(cfg.env.kwargs)
     out = Path(out_dir) if out_dir else Path(cfg.runs_dir) / cfg.name / "robot_check"
     out.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    report: dict[str, Any] = {"config": str(config_path), "env_id": cfg.env.id,
+                              "out_dir": str(out)}
+    checks[cfg.env.id](kw, report, problems)
+    report["cameras"] = _check_cameras(kw.get("cameras", []) or [], out, camera_seconds,
+                                       float(kw.get("control_hz", 10.0)), problems)
+    fatal = [p for p in problems if p.startswith(("arm:", "gripper:", "camera"))]
+    report["problems"] = problems
+    report["ok"] = report["arm"].get("connected", False) and not fatal
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    if print_report:
+        print(format_report(report))
+    return report
+
+
+def _check_franka(kw: dict, report: dict, problems: list[str]) -> None:
+    from robot_rl.hardware.franka import FrankaArm, FrankaGripper, JOINT_LIMITS, map_impedance
+    from robot_rl.hardware.franka_env import FrankaPegInsert
+
     host = kw.get("host", "172.16.0.2")
     task = FrankaPegInsert(**kw.get("task", {}))
     box = task.safety
-    problems: list[str] = []
-    report: dict[str, Any] = {"config": str(config_path), "env_id": cfg.env.id, "host": host,
-                              "out_dir": str(out)}
+    report["device"] = host
 
     # ---- safety limits (from the config alone) -----------------------------------------
     presets = {}
@@ -123,9 +140,77 @@ def check_robot(config_path: str, load_config: Callable, out_dir: str | None = N
             problems.append(f"gripper: {g_rep['error']}")
         report["gripper"] = g_rep
 
-    # ---- cameras -------------------------------------------------------------------------
+
+
+def _check_so101(kw: dict, report: dict, problems: list[str]) -> None:
+    """The SO-101 through LeRobot: connect (which holds every joint where it is; see
+    LeRobotSO101.connect), read joints and jaw, and report the TCP our kinematics put there:
+    it must match where the gripper really is, else the joint mapping is wrong."""
+    from robot_rl.controllers.frames import quat_to_rpy
+    from robot_rl.hardware.so101 import SO101_CHAIN, JointMapping, LeRobotSO101
+    from robot_rl.hardware.so101_env import SO101Task
+
+    task = SO101Task(**kw.get("task", {}))
+    box, port = task.safety, kw.get("port", "/dev/ttyACM0")
+    mapping = JointMapping(**(kw.get("mapping") or {}))
+    report["device"] = port
+    report["safety"] = {
+        "xyz_low": _fmt(box.xyz_low), "xyz_high": _fmt(box.xyz_high),
+        "rpy_low": _fmt(box.rpy_low), "rpy_high": _fmt(box.rpy_high),
+        "max_step_pos_m": box.max_step_pos, "max_step_rot_rad": box.max_step_rot,
+        "action_step_pos_m": task.action.step_pos, "watchdog_s": kw.get("watchdog_s", 0.3),
+        "control_hz": kw.get("control_hz", 10.0),
+        "servo": {"servo_hz": kw.get("servo_hz", 50.0), "max_lead_rad": kw.get("max_lead", 0.2),
+                  "max_velocity_rad_s": _fmt(SO101_CHAIN.max_velocity, 2),
+                  "joint_signs": list(mapping.signs), "joint_offsets_rad": list(mapping.offsets)},
+        "reset_pose_in_box": box.contains(SO101_CHAIN.fk(task.reset_q)[0])}
+    if task.target is not None:
+        report["safety"]["target_pose_in_box"] = box.contains(task.target)
+    if not report["safety"]["reset_pose_in_box"]:
+        problems.append(f"task.reset_q puts the TCP at {_fmt(SO101_CHAIN.fk(task.reset_q)[0])}, "
+                        f"outside the workspace box")
+    arm_rep: dict[str, Any] = {"connected": False}
+    so101 = None
+    try:
+        t0 = time.monotonic()
+        so101 = LeRobotSO101(port, kw.get("robot_id", "so101_follower"),
+                             kw.get("calibration_dir"), mapping).connect()
+        arm_rep["connect_s"] = round(time.monotonic() - t0, 3)
+        n, t1 = 0, time.monotonic()
+        while time.monotonic() - t1 < 0.25:
+            q, _, _ = so101.read()
+            n += 1
+        pos, quat = SO101_CHAIN.fk(q)
+        margin = np.minimum(q - SO101_CHAIN.lower, SO101_CHAIN.upper - q)
+        g = so101.gripper.state()
+        arm_rep.update({"connected": True, "state_rate_hz": round(n / (time.monotonic() - t1), 1),
+                        "q": _fmt(q), "tcp_xyz": _fmt(pos), "tcp_quat_xyzw": _fmt(quat),
+                        "tcp_rpy": _fmt(quat_to_rpy(quat)), "tcp_in_box": box.contains(pos),
+                        "joint_limit_margin_rad": round(float(margin.min()), 4)})
+        report["gripper"] = {"connected": True, "width": round(g.width, 4),
+                             "max_width": round(g.max_width, 4), "grasped": g.grasped}
+        if margin.min() < 0:
+            problems.append(f"joint {SO101_CHAIN.names[int(margin.argmin())]} is outside its "
+                            f"limits by {-margin.min():.3f} rad: wrong calibration or mapping?")
+        elif margin.min() < 0.1:
+            problems.append(f"a joint is {margin.min():.3f} rad from its limit")
+        if not arm_rep["tcp_in_box"]:
+            problems.append("the TCP is outside the workspace box: the first reset will do a "
+                            "joint move to task.reset_q")
+    except Exception as exc:  # noqa: BLE001 (reported, not raised)
+        arm_rep["error"] = f"{type(exc).__name__}: {exc}"
+        problems.append(f"arm: {arm_rep['error']}")
+    finally:
+        if so101 is not None:
+            so101.close()
+    report["arm"] = arm_rep
+
+
+def _check_cameras(specs: list, out: Path, camera_seconds: float, control_hz: float,
+                   problems: list[str]) -> list[dict]:
+    from robot_rl.hardware.cameras import make_camera
     cams = []
-    for spec in kw.get("cameras", []) or []:
+    for spec in specs:
         c_rep: dict[str, Any] = {"name": spec.get("name"), "type": spec.get("type")}
         cam = None
         try:
@@ -150,7 +235,7 @@ def check_robot(config_path: str, load_config: Callable, out_dir: str | None = N
             if getattr(cam, "intrinsics", None):
                 c_rep["intrinsics"] = {k: (round(v, 3) if isinstance(v, float) else v)
                                        for k, v in cam.intrinsics.items()}
-            if fps < 0.5 * float(kw.get("control_hz", 10.0)):
+            if fps < 0.5 * control_hz:
                 problems.append(f"camera {cam.name}: {fps:.1f} fps is below half the control rate")
         except Exception as exc:  # noqa: BLE001
             c_rep.update({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
@@ -159,15 +244,8 @@ def check_robot(config_path: str, load_config: Callable, out_dir: str | None = N
             if cam is not None:
                 cam.close()
         cams.append(c_rep)
-    report["cameras"] = cams
+    return cams
 
-    fatal = [p for p in problems if p.startswith(("arm:", "gripper:", "camera"))]
-    report["problems"] = problems
-    report["ok"] = arm_rep.get("connected", False) and not fatal
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
-    if print_report:
-        print(format_report(report))
-    return report
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
@@ -179,15 +257,17 @@ def format_report(r: dict) -> str:
     lines = [f"robot check: {r['config']} ({r['env_id']}) -> {'OK' if r['ok'] else 'PROBLEMS'}"]
     a = r["arm"]
     if a.get("connected"):
-        lines += [f"  arm {r['host']}: connected in {a['connect_s']} s, mode {a['robot_mode']}, "
+        mode = f", mode {a['robot_mode']}" if "robot_mode" in a else ""
+        lines += [f"  arm {r['device']}: connected in {a['connect_s']} s{mode}, "
                   f"state {a['state_rate_hz']} Hz (nothing was moved)",
                   f"    q        {a['q']}",
-                  f"    tcp xyz  {a['tcp_xyz']}  rpy {a['tcp_rpy']}  in box: {a['tcp_in_box']}",
-                  f"    wrench   {a['wrench']}"]
+                  f"    tcp xyz  {a['tcp_xyz']}  rpy {a['tcp_rpy']}  in box: {a['tcp_in_box']}"]
+        if "wrench" in a:
+            lines.append(f"    wrench   {a['wrench']}")
         if "joint_limit_margin_rad" in a:
             lines.append(f"    joint-limit margin {a['joint_limit_margin_rad']} rad")
     else:
-        lines.append(f"  arm {r['host']}: NOT CONNECTED: {a.get('error')}")
+        lines.append(f"  arm {r['device']}: NOT CONNECTED: {a.get('error')}")
     if "gripper" in r:
         g = r["gripper"]
         lines.append(f"  gripper: width {g['width']} / {g['max_width']} m, grasped {g['grasped']}"
@@ -207,9 +287,14 @@ def format_report(r: dict) -> str:
               f"    per-step limit {s['max_step_pos_m']} m / {s['max_step_rot_rad']} rad, action "
               f"step {s['action_step_pos_m']} m, watchdog {s['watchdog_s']} s, "
               f"{s['control_hz']} Hz",
-              f"    insertion pose in box: {s['insertion_pose_in_box']}, reset pose in box: "
-              f"{s['reset_pose_in_box']}"]
-    for label, p in s["impedance"].items():
+              "    " + ", ".join(f"{k[:-len('_pose_in_box')]} pose in box: {v}"
+                              for k, v in s.items() if k.endswith("_pose_in_box"))]
+    if "servo" in s:
+        v = s["servo"]
+        lines.append(f"    position servos: IK at {v['servo_hz']} Hz, joint speed <= "
+                     f"{v['max_velocity_rad_s']} rad/s, lead clip {v['max_lead_rad']} rad, "
+                     f"joint signs {v['joint_signs']} offsets {v['joint_offsets_rad']} rad")
+    for label, p in s.get("impedance", {}).items():
         lines.append(f"    {label} impedance: K {p['stiffness']}, D {p['damping']}, clip "
                      f"{p['error_clip_m']} m / {p['error_clip_rad']} rad, "
                      f"dtau {p['max_delta_tau_nm_per_ms']} Nm/ms")
@@ -234,7 +319,8 @@ def add_cli(subparsers, load_config: Callable) -> None:
     c = sub.add_parser("check", help="connectivity, state, camera frames and safety limits "
                                      "of a real-robot config, before anything moves")
     c.add_argument("config",
-                   help="RunConfig YAML of a real env, e.g. config/franka_peg_insert.yaml")
+                   help="RunConfig YAML of a real env, e.g. config/franka_peg_insert.yaml or "
+                        "config/so101_real.yaml")
     c.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. env.kwargs.host=...")
     c.add_argument("--out", help="where the PNGs and report.json go "
                                  "(default runs/<name>/robot_check)")

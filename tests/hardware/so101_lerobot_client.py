@@ -15,6 +15,7 @@ connect:      connect (ours, or `"lerobot": true` LeRobot's own SOFollower.conne
 env:          `gym.make("robot_rl/SO101-v0", ...)`: reset, then random and saturated actions
               (fuzz) through RobotEnv and the safety layer; the test checks every goal the
               servos received.
+check:        `robot-rl robot check config/so101_real.yaml` (check_robot) with the peer's port.
 teleop:       the leader arm (LeRobotLeader) drives the follower for `seconds` while the test
               moves the leader's shafts.
 """
@@ -132,6 +133,15 @@ def env_fuzz(a: dict) -> dict:
     return out
 
 
+def check(a: dict) -> dict:
+    from robot_rl.hardware.session import check_robot
+    from robot_rl.run_config import load_config
+    return check_robot(a["config"], load_config, out_dir=a["out"], print_report=True,
+                       overrides=[f"env.kwargs.port={a['port']}", "env.kwargs.robot_id=follower",
+                                  f"env.kwargs.calibration_dir={a['calibration_dir']}",
+                                  f"env.kwargs.mapping={json.dumps(a['mapping'])}"])
+
+
 def teleop(a: dict) -> dict:
     so101, arm, sent = follower(a)
     safe = SafeArm(arm, BOX, watchdog_s=0.5)
@@ -161,4 +171,5 @@ def teleop(a: dict) -> dict:
 if __name__ == "__main__":
     scenario, args = sys.argv[1], json.loads(sys.argv[2])
     print(json.dumps({"track": track, "uncalibrated": uncalibrated, "unplug": unplug,
-                      "connect": connect, "env": env_fuzz, "teleop": teleop}[scenario](args)))
+                      "connect": connect, "env": env_fuzz, "check": check,
+                      "teleop": teleop}[scenario](args)))

@@ -198,6 +198,27 @@ def test_env_fuzzed_through_the_safety_layer(lerobot_python, run_json, arm_at):
     assert not peer.torque_enabled(1)  # env.close() switched the torque off
 
 
+def test_robot_check_reads_the_arm_without_moving_it(lerobot_python, run_json, arm_at, tmp_path):
+    """`robot check` on config/so101_real.yaml: the TCP it reports is our kinematics at the
+    servos' joints; nothing moves; a joint outside its limits (a wrong mapping) is a problem."""
+    q0 = np.array([0.0, 0.4, 0.2, -0.6, 0.0])
+    peer = arm_at(q0)
+    before = [peer.shaft(i) for i in range(1, 7)]
+    config = str(Path(__file__).resolve().parents[2] / "config" / "so101_real.yaml")
+    args = {"port": peer.port, "calibration_dir": arm_at.calibration_dir, "mapping": MAPPING,
+            "config": config, "out": str(tmp_path / "chk")}
+    r = run_json(lerobot_python, [CLIENT, "check", json.dumps(args)], timeout=120)
+    assert r["ok"] and r["arm"]["connected"], r["problems"]
+    np.testing.assert_allclose(r["arm"]["q"], q0, atol=2e-3)
+    np.testing.assert_allclose(r["arm"]["tcp_xyz"], SO101_CHAIN.fk(q0)[0], atol=2e-3)
+    assert r["safety"]["reset_pose_in_box"] and r["safety"]["servo"]["servo_hz"] == 50
+    assert r["gripper"]["width"] == pytest.approx(0.06, abs=1e-3)  # the jaw is open
+    assert max(abs(peer.shaft(i) - b) for i, b in zip(range(1, 7), before)) < 3
+    wrong = dict(args, mapping={"signs": MAPPING["signs"], "offsets": (0.0, 2.5, 0, 0, 0)})
+    r = run_json(lerobot_python, [CLIENT, "check", json.dumps(wrong)], timeout=120)
+    assert any("outside its limits" in p and "shoulder_lift" in p for p in r["problems"])
+
+
 def test_leader_arm_drives_the_follower(lerobot_python, run_json, arm_at):
     """The operator moves the leader (torque off) 4 cm sideways and 3 cm up, then holds it:
     the follower's TCP follows to the leader's pose; no intervention before the leader moves;
