@@ -26,6 +26,21 @@ def _fmt(v, nd: int = 4):
     return np.round(np.asarray(v, float), nd).tolist()
 
 
+def _box_report(task, kw: dict, watchdog_s: float) -> dict[str, Any]:
+    """The workspace box, step limits, watchdog and rate, from the config alone."""
+    box = task.safety
+    return {"xyz_low": _fmt(box.xyz_low), "xyz_high": _fmt(box.xyz_high),
+            "rpy_low": _fmt(box.rpy_low), "rpy_high": _fmt(box.rpy_high),
+            "max_step_pos_m": box.max_step_pos, "max_step_rot_rad": box.max_step_rot,
+            "action_step_pos_m": task.action.step_pos,
+            "watchdog_s": kw.get("watchdog_s", watchdog_s), "control_hz": kw.get("control_hz", 10.0)}
+
+
+def _failed(rep: dict, what: str, exc: Exception, problems: list[str]) -> None:
+    rep["error"] = f"{type(exc).__name__}: {exc}"
+    problems.append(f"{what}: {rep['error']}")
+
+
 def check_robot(config_path: str, load_config: Callable, out_dir: str | None = None,
                 camera_seconds: float = 1.0, print_report: bool = True,
                 overrides: list[str] = ()) -> dict[str, Any]:
@@ -77,11 +92,7 @@ def _check_franka(kw: dict, report: dict, problems: list[str]) -> None:
                           "max_delta_tau_nm_per_ms": m.max_delta_tau, "notes": list(m.notes)}
         problems += [f"{label} impedance: {n}" for n in m.notes]
     report["safety"] = {
-        "xyz_low": _fmt(box.xyz_low), "xyz_high": _fmt(box.xyz_high),
-        "rpy_low": _fmt(box.rpy_low), "rpy_high": _fmt(box.rpy_high),
-        "max_step_pos_m": box.max_step_pos, "max_step_rot_rad": box.max_step_rot,
-        "action_step_pos_m": task.action.step_pos, "watchdog_s": kw.get("watchdog_s", 0.15),
-        "control_hz": kw.get("control_hz", 10.0), "impedance": presets,
+        **_box_report(task, kw, 0.15), "impedance": presets,
         "insertion_pose_in_box": box.contains(task.target_pos),
         "reset_pose_in_box": box.contains(task.reset_pos)}
 
@@ -119,8 +130,7 @@ def _check_franka(kw: dict, report: dict, problems: list[str]) -> None:
         if arm.robot_mode not in ("Idle", "Move"):
             problems.append(f"robot mode is {arm.robot_mode} (user stop engaged / errors?)")
     except Exception as exc:  # noqa: BLE001 (reported, not raised)
-        arm_rep["error"] = f"{type(exc).__name__}: {exc}"
-        problems.append(f"arm: {arm_rep['error']}")
+        _failed(arm_rep, "arm", exc, problems)
     finally:
         if arm is not None:
             arm.close()
@@ -136,8 +146,7 @@ def _check_franka(kw: dict, report: dict, problems: list[str]) -> None:
                 g_rep.update({"connected": True, "width": round(gs.width, 4),
                               "max_width": round(gs.max_width, 4), "grasped": gs.grasped})
         except Exception as exc:  # noqa: BLE001
-            g_rep["error"] = f"{type(exc).__name__}: {exc}"
-            problems.append(f"gripper: {g_rep['error']}")
+            _failed(g_rep, "gripper", exc, problems)
         report["gripper"] = g_rep
 
 
@@ -155,11 +164,7 @@ def _check_so101(kw: dict, report: dict, problems: list[str]) -> None:
     mapping = JointMapping(**(kw.get("mapping") or {}))
     report["device"] = port
     report["safety"] = {
-        "xyz_low": _fmt(box.xyz_low), "xyz_high": _fmt(box.xyz_high),
-        "rpy_low": _fmt(box.rpy_low), "rpy_high": _fmt(box.rpy_high),
-        "max_step_pos_m": box.max_step_pos, "max_step_rot_rad": box.max_step_rot,
-        "action_step_pos_m": task.action.step_pos, "watchdog_s": kw.get("watchdog_s", 0.3),
-        "control_hz": kw.get("control_hz", 10.0),
+        **_box_report(task, kw, 0.3),
         "servo": {"servo_hz": kw.get("servo_hz", 50.0), "max_lead_rad": kw.get("max_lead", 0.2),
                   "max_velocity_rad_s": _fmt(SO101_CHAIN.max_velocity, 2),
                   "joint_signs": list(mapping.signs), "joint_offsets_rad": list(mapping.offsets)},
@@ -198,8 +203,7 @@ def _check_so101(kw: dict, report: dict, problems: list[str]) -> None:
             problems.append("the TCP is outside the workspace box: the first reset will do a "
                             "joint move to task.reset_q")
     except Exception as exc:  # noqa: BLE001 (reported, not raised)
-        arm_rep["error"] = f"{type(exc).__name__}: {exc}"
-        problems.append(f"arm: {arm_rep['error']}")
+        _failed(arm_rep, "arm", exc, problems)
     finally:
         if so101 is not None:
             so101.close()
