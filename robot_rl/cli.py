@@ -123,6 +123,11 @@ def _cmd_bench(args) -> int:
         from robot_rl.bench import vgps
         vgps.run(seeds=args.seeds or 3, json_path=args.json)
         return 0
+    if args.what == "learn" and args.task == "suite":
+        from robot_rl.bench import suite
+        suite.run(seeds=args.seeds or 3, json_path=args.json, runs_dir=args.runs_dir,
+                  overrides=args.overrides, envs=args.envs.split(",") if args.envs else None)
+        return 0
     if args.what == "learn":
         from robot_rl.bench import learn
         tasks = ["throughput", "replay", "state"] if args.quick else \
@@ -227,7 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=3)
     b.add_argument("--seeds", type=int, help="learn, classifier-reward, language, vgps: seeds "
                                              "(default 3); external, finetune, reset-free: training seeds (default 1)")
-    b.add_argument("--task", help="learn: comma list of throughput,replay,state,vision; "
+    b.add_argument("--envs", help="learn --task suite: comma list of env ids (default: the "
+                                  "whole suite, robot_rl/bench/suite.py)")
+    b.add_argument("--task", help="learn: comma list of throughput,replay,state,vision, or suite "
+                                  "(every sim task, default agent); "
                                   "external: of pick_cube,gym_hil_pick_cube,fetch_reach")
     b.add_argument("--quick", action="store_true", help="learn: throughput, replay, one state seed")
     b.add_argument("--runs-dir", default="runs/bench", help="learn: where benchmark runs go")

@@ -128,7 +128,8 @@ def sample_efficiency(config: str, seeds: list[int], threshold: float, overrides
 
 def run(tasks: list[str], seeds: int = 3, json_path: str | None = None,
         runs_dir: str = "runs/bench", overrides: list[str] = ()) -> dict:
-    result: dict = {}
+    env_ids = [o.split("=", 1)[1] for o in overrides if o.startswith("env.id=")]
+    result: dict = {"env_id": env_ids[-1] if env_ids else "robot_rl/PandaPickCube-v0"}
     if "throughput" in tasks:
         agent_overrides = [o for o in overrides if o.startswith("agent.")]
         result.update(throughput(overrides=agent_overrides))
@@ -152,7 +153,7 @@ def run(tasks: list[str], seeds: int = 3, json_path: str | None = None,
                        "wall_clock_s": [r["wall_clock_s"] for r in runs],
                        "final_success": [r["final_success"] for r in runs],
                        "state_curves": [r["curve"] for r in runs]})
-        print(f"PickCube state: steps to 90% {steps} (median {result['median_steps_to_90']}), "
+        print(f"{result['env_id']} state: steps to 90% {steps} (median {result['median_steps_to_90']}), "
               f"wall-clock {[round(w) for w in result['wall_clock_s']]} s, reached {len(reached)}/{seeds}")
     if "vision" in tasks:
         runs = sample_efficiency("pick_cube_vision.yaml", [0], 0.8, list(overrides), runs_dir)

@@ -54,14 +54,16 @@ def learn(d: dict, save: SaveCurves) -> str:
     if "replay_bytes_ratio" in d:
         rows.append(["replay bytes per image transition / raw frame bytes",
                      _num(d["replay_bytes_ratio"], ".3f")])
+    env = d.get("env_id", "robot_rl/PandaPickCube-v0").split("/")[-1].removesuffix("-v0")
     if "steps_to_90" in d:
-        rows += [["PandaPickCube state: env steps to 90%, per seed",
+        rows += [[f"{env} state: env steps to 90%, per seed",
                   ", ".join(_num(s) for s in d["steps_to_90"]) + f" (median {_num(d['median_steps_to_90'])})"],
                  ["same, wall-clock s", ", ".join(_num(s) for s in d["wall_clock_s"])],
                  ["same, success at that evaluation", ", ".join(_pct(s) for s in d["final_success"])]]
     out = _table(["measurement", "value"], rows)
     if d.get("state_curves"):
-        out += "\n\n" + save("learn_state", "PandaPickCube (state, 20 demos): eval success",
+        stem = "learn_state" if env == "PandaPickCube" else f"learn_state_{env}"
+        out += "\n\n" + save(stem, f"{env} (state, 20 demos): eval success",
                              {f"seed {i}": c for i, c in enumerate(d["state_curves"])})
     return out
 
@@ -168,12 +170,34 @@ def reset_free(d: dict, save: SaveCurves) -> str:
                       "by hand", "wall-clock s"], rows))
 
 
+def suite(d: dict, save: SaveCurves) -> str:
+    rows, parts = [], []
+    for env_id, t in d["tasks"].items():
+        name = env_id.split("/")[-1].removesuffix("-v0")
+        rows.append([name, t["kind"], ", ".join(_num(s) for s in t["steps_to_90"]),
+                     _num(t["median_steps_to_90"]),
+                     f"<= {t['target_steps']}: {'met' if t['met_target'] else '**not met**'}",
+                     ", ".join(_num(w) for w in t["wall_clock_s"]),
+                     ", ".join(_pct(s) for s in t["final_success"]), _num(t["peak_rss_mb"])])
+        parts.append(save(f"suite_{name}", f"{name} ({t['kind']}, default agent): eval success",
+                          {f"seed {r['seed']}": r["curve"] for r in t["runs"]}))
+    c = d.get("config", {})
+    head = (f"Default agent, no per-task tuning: state tasks `{c.get('state')}`, vision tasks "
+            f"`{c.get('vision')}`, only `env.id` changed" +
+            (f"; overrides {c['overrides']}" if c.get("overrides") else "") + ".\n\n")
+    return head + _table(["task", "obs", "env steps to 90% (per seed)", "median", "target",
+                          "wall-clock s", "success at stop", "peak RSS MB"], rows) + \
+        "\n\n" + "\n".join(parts)
+
+
 # (JSON name prefix, section title, reproducing command, builder); a JSON matching no entry is
 # listed with its top-level numbers, so nothing in bench/ is left off the page.
 SECTIONS = [
     ("sim", "Simulation throughput", "robot-rl bench sim --json bench/sim.json", sim),
     ("learn", "Learning: sample efficiency and update throughput",
      "robot-rl bench learn --task throughput,replay,state --seeds 3 --json bench/learn_state.json", learn),
+    ("suite", "Every sim task, one default agent",
+     "robot-rl bench learn --task suite --seeds 3 --json bench/suite.json", suite),
     ("external", "Environments nobody here wrote", "robot-rl bench external --json bench/external.json", external),
     ("classifier_reward", "A success classifier as the only reward",
      "robot-rl bench classifier-reward train.torch_threads=1 --json bench/classifier_reward.json", classifier),

@@ -1,0 +1,109 @@
+"""`robot-rl bench learn --task suite`: every sim task trained by the default agent, with no
+per-task tuning: state tasks with config/pick_cube.yaml, vision tasks with
+config/pick_cube_vision.yaml, only `env.id` changed.
+
+For each task and seed: env steps and wall-clock until >= 90% success on 100 held-out
+evaluation seeds (evaluated every 1000 state / 2500 vision steps, capped at the targets: 20k
+state, 40k vision env steps), the learning curve, and the peak resident memory of the training
+process (each run is its own process, so the peak is that run's). Per task: the median over
+seeds (a seed that never reached 90% counts as infinite) and whether it met the target.
+
+Resumable: results are written to the JSON after every run and a rerun skips the runs it
+already has, so a suite stopped after hours continues where it was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+SUITE = ("robot_rl/PandaReach-v0", "robot_rl/PandaPickCube-v0", "robot_rl/PandaPegInsert-v0",
+         "robot_rl/PandaRelocate-v0", "robot_rl/SO101Reach-v0", "robot_rl/SO101PickCube-v0",
+         "robot_rl/PandaPickCubeVision-v0", "robot_rl/PandaPegInsertVision-v0",
+         "robot_rl/PandaRelocateVision-v0", "robot_rl/SO101PickCubeVision-v0")
+TARGET_STEPS = {"state": 20_000, "vision": 40_000}
+THRESHOLD = 0.9
+
+
+def kind_of(env_id: str) -> str:
+    return "vision" if env_id.endswith("Vision-v0") else "state"
+
+
+def short_name(env_id: str) -> str:
+    return env_id.split("/")[-1].removesuffix("-v0")
+
+
+def one_run(env_id: str, seed: int, runs_dir: str, overrides: list[str]) -> dict:
+    """Train `env_id` with the default agent in a child process; its result and peak RSS."""
+    from robot_rl.metrics import read_metrics
+    kind = kind_of(env_id)
+    name = f"suite_{short_name(env_id)}_seed{seed}"
+    config = CONFIG_DIR / ("pick_cube_vision.yaml" if kind == "vision" else "pick_cube.yaml")
+    cmd = [sys.executable, "-m", "robot_rl.cli", "train", str(config), f"env.id={env_id}",
+           f"seed={seed}", f"name={name}", f"runs_dir={runs_dir}",
+           f"train.total_env_steps={TARGET_STEPS[kind]}", "train.eval_episodes=100",
+           f"train.eval_every={1000 if kind == 'state' else 2500}",
+           f"train.stop_at_success={THRESHOLD}", *overrides]
+    child = subprocess.Popen(cmd)
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    except BaseException:  # Ctrl-C: the child saves its checkpoint on SIGINT; wait for it
+        child.wait()
+        raise
+    child.returncode = os.waitstatus_to_exitcode(status)
+    evals = read_metrics(Path(runs_dir) / name, "eval")
+    hit = next((e for e in evals if e["success_rate"] >= THRESHOLD), None)
+    return {"seed": seed, "returncode": child.returncode,
+            "steps": hit["step"] if hit else None,
+            "wall_clock_s": hit["wall_clock_s"] if hit else (evals[-1]["wall_clock_s"] if evals else None),
+            "final_success": evals[-1]["success_rate"] if evals else None,
+            "curve": [(e["step"], e["success_rate"]) for e in evals],
+            "peak_rss_mb": usage.ru_maxrss / 1024}  # Linux: kilobytes
+
+
+def summarize(env_id: str, runs: list[dict]) -> dict:
+    steps = [r["steps"] for r in runs]
+    median = float(np.median([np.inf if s is None else s for s in steps]))
+    kind = kind_of(env_id)
+    return {"kind": kind, "steps_to_90": steps,
+            "median_steps_to_90": None if np.isinf(median) else median,
+            "target_steps": TARGET_STEPS[kind],
+            "met_target": bool(np.isfinite(median) and median <= TARGET_STEPS[kind]),
+            "wall_clock_s": [r["wall_clock_s"] for r in runs],
+            "final_success": [r["final_success"] for r in runs],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "runs": runs}
+
+
+def run(seeds: int = 3, json_path: str | None = None, runs_dir: str = "runs/bench",
+        overrides: list[str] = (), envs: list[str] | None = None) -> dict:
+    envs = list(envs or SUITE)
+    unknown = [e for e in envs if e not in SUITE]
+    if unknown:
+        raise ValueError(f"not in the suite: {unknown}; the suite is {list(SUITE)}")
+    path = Path(json_path) if json_path else None
+    result = json.loads(path.read_text()) if path and path.exists() else {}
+    result.setdefault("config", {"state": "config/pick_cube.yaml",
+                                 "vision": "config/pick_cube_vision.yaml",
+                                 "overrides": list(overrides)})
+    tasks = result.setdefault("tasks", {})
+    for env_id in envs:
+        done = {r["seed"]: r for r in tasks.get(env_id, {}).get("runs", [])}
+        for seed in range(seeds):
+            if seed in done:
+                continue
+            done[seed] = one_run(env_id, seed, runs_dir, list(overrides))
+            tasks[env_id] = summarize(env_id, [done[s] for s in sorted(done)])
+            if path:
+                path.write_text(json.dumps(result, indent=2))
+        t = tasks[env_id] = summarize(env_id, [done[s] for s in sorted(done)])
+        print(f"{env_id}: steps to 90% {t['steps_to_90']} (median {t['median_steps_to_90']}, "
+              f"target <= {t['target_steps']}: {'met' if t['met_target'] else 'NOT met'}), "
+              f"peak RSS {t['peak_rss_mb']:.0f} MB")
+    if path:
+        path.write_text(json.dumps(result, indent=2))
+    return result

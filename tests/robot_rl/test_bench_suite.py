@@ -1,0 +1,46 @@
+"""`robot-rl bench learn --task suite`, end to end on its cheapest task with a tiny budget: a
+real training process per run, the JSON it writes, resuming without rerunning, the report."""
+import json
+import time
+
+import pytest
+
+from robot_rl.bench import report, suite
+
+TINY = ["train.total_env_steps=300", "train.eval_every=150", "train.eval_episodes=5",
+        "train.warmup_steps=50", "demos.scripted_episodes=5", "agent.compile=false",
+        "train.torch_threads=1", "train.video=false"]
+
+
+@pytest.mark.slow
+def test_suite_runs_writes_resumes_and_reports(tmp_path):
+    out = tmp_path / "suite.json"
+    envs = ["robot_rl/PandaReach-v0"]
+    suite.run(seeds=1, json_path=str(out), runs_dir=str(tmp_path / "runs"), overrides=TINY,
+              envs=envs)
+    d = json.loads(out.read_text())
+    t = d["tasks"]["robot_rl/PandaReach-v0"]
+    r = t["runs"][0]
+    assert r["returncode"] == 0 and r["seed"] == 0
+    assert [s for s, _ in r["curve"]][:1] == [150] and len(r["curve"]) in (1, 2)
+    assert 100 < r["peak_rss_mb"] < 8000  # this run's own process: torch + MuJoCo
+    assert t["kind"] == "state" and t["target_steps"] == 20_000
+    assert t["steps_to_90"] == [r["steps"]]
+    assert t["met_target"] == (r["steps"] is not None)  # a reached 90% is within 300 <= 20k
+    assert d["config"]["overrides"] == TINY
+    metrics = tmp_path / "runs" / "suite_PandaReach_seed0" / "metrics.jsonl"
+    before = metrics.stat().st_mtime_ns
+    t0 = time.monotonic()
+    suite.run(seeds=1, json_path=str(out), runs_dir=str(tmp_path / "runs"), overrides=TINY,
+              envs=envs)
+    assert time.monotonic() - t0 < 5 and metrics.stat().st_mtime_ns == before  # nothing rerun
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "suite.json").write_text(out.read_text())
+    page = report.build(tmp_path / "bench", tmp_path / "docs")
+    assert "## Every sim task, one default agent" in page and "| PandaReach | state |" in page
+    assert (tmp_path / "docs" / "img" / "suite_PandaReach.png").stat().st_size > 1000
+
+
+def test_an_env_outside_the_suite_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not in the suite"):
+        suite.run(seeds=1, envs=["robot_rl/Nope-v0"], runs_dir=str(tmp_path))
