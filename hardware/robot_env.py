@@ -6,7 +6,8 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-from robot_rl.controllers.frames import quat_mul, quat_to_mat, rotvec_to_quat
+from robot_rl.controllers.frames import (quat_mul, quat_to_mat, quat_to_rpy, rotvec_to_quat,
+                                         rpy_to_quat, wrap_angle)
 from robot_rl.controllers.safety import SafetyBox
 from robot_rl.hardware.hal import Arm, Camera, Clock, Gripper, WallClock
 from robot_rl.hardware.task import POSE_DOFS, Task
@@ -52,7 +53,6 @@ class RobotEnv(gym.Env):
         for cam in self.cameras:
             spaces[cam.name] = gym.spaces.Box(0, 255, cam.shape, np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
-        self._dof_index = [POSE_DOFS.index(d) for d in task.action.dofs]
         self._steps = 0
         self._gripper_target = 1.0  # normalized closedness, -1 open .. +1 closed
 
@@ -89,16 +89,24 @@ class RobotEnv(gym.Env):
         """The safe target pose for a normalized action, from the measured TCP pose."""
         cfg = self.task.action
         delta = np.zeros(6)
-        delta[self._dof_index] = a[:len(cfg.dofs)]
+        delta[[POSE_DOFS.index(d) for d in cfg.dofs]] = a[:len(cfg.dofs)]
         dp, dr = delta[:3] * cfg.step_pos, delta[3:] * cfg.step_rot
         pos, quat = tcp_pose[:3], tcp_pose[3:]
         if cfg.frame == "ee":
             R = quat_to_mat(quat)
             dp, dr = R @ dp, R @ dr
-        if any(d in cfg.dofs for d in ("roll", "pitch", "yaw")):
-            target_quat = quat_mul(rotvec_to_quat(dr), quat)
-        else:  # orientation not controlled: hold the task's home orientation
+        turned = [d in cfg.dofs for d in ("roll", "pitch", "yaw")]
+        if not any(turned):  # orientation not controlled: hold the task's home orientation
             target_quat = self.task.home_quat
+        elif all(turned) or cfg.frame == "ee":
+            target_quat = quat_mul(rotvec_to_quat(dr), quat)
+        else:
+            # some angles controlled (e.g. yaw only): they move from the measured angle, the
+            # others are held at the home orientation (from the measured pose they would drift
+            # a little further with every step)
+            rpy, home = quat_to_rpy(quat), quat_to_rpy(self.task.home_quat)
+            rpy = np.where(turned, wrap_angle(rpy + dr), home)
+            target_quat = rpy_to_quat(rpy)
         return self.safety.apply(pos + dp, target_quat, ref_pos=pos, ref_quat=quat)
 
     def apply_action(self, action) -> np.ndarray:

@@ -32,6 +32,8 @@ ENV_IDS: dict[str, EnvEntry] = {
     "robot_rl/PandaPickCubeVision-v0": _sim("PandaPickCube", vision=True),
     "robot_rl/PandaPegInsert-v0": _sim("PandaPegInsert"),
     "robot_rl/PandaPegInsertVision-v0": _sim("PandaPegInsert", vision=True),
+    "robot_rl/PandaTightInsert-v0": _sim("PandaTightInsert"),
+    "robot_rl/PandaTightInsertVision-v0": _sim("PandaTightInsert", vision=True),
     "robot_rl/PandaRelocate-v0": _sim("PandaRelocate"),
     "robot_rl/PandaRelocateVision-v0": _sim("PandaRelocate", vision=True),
     "robot_rl/SO101Reach-v0": _sim("SO101Reach"),

@@ -161,10 +161,11 @@ class BulletWorld:
         return np.array(pb.getBasePositionAndOrientation(self.bodies[name],
                                                          physicsClientId=self.client)[0])
 
-    def place_body(self, name: str, pos) -> None:
-        """Put a box at `pos`, unrotated and at rest."""
+    def place_body(self, name: str, pos, yaw: float = 0.0) -> None:
+        """Put a box at `pos`, turned by `yaw` about the vertical, at rest."""
         body, c = self.bodies[name], self.client
-        pb.resetBasePositionAndOrientation(body, list(pos), [0, 0, 0, 1], physicsClientId=c)
+        quat = [0.0, 0.0, float(np.sin(yaw / 2)), float(np.cos(yaw / 2))]  # PyBullet's xyzw
+        pb.resetBasePositionAndOrientation(body, list(pos), quat, physicsClientId=c)
         pb.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0], physicsClientId=c)
 
     def ik(self, pos, quat, q_seed, iters: int = 200, tol: float = 1e-5) -> np.ndarray:

@@ -193,14 +193,15 @@ class MujocoWorld:
         mocap, i, _ = self._object(name)
         return (self.data.mocap_pos[i] if mocap else self.data.qpos[i:i + 3]).copy()
 
-    def place_body(self, name: str, pos) -> None:
-        """Put a free or mocap body at `pos`, unrotated and at rest."""
+    def place_body(self, name: str, pos, yaw: float = 0.0) -> None:
+        """Put a free or mocap body at `pos`, turned by `yaw` about the vertical, at rest."""
         mocap, i, dof = self._object(name)
         d = self.data
+        quat = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]  # MuJoCo's wxyz
         if mocap:
-            d.mocap_pos[i], d.mocap_quat[i] = pos, [1, 0, 0, 0]
+            d.mocap_pos[i], d.mocap_quat[i] = pos, quat
         else:
-            d.qpos[i:i + 3], d.qpos[i + 3:i + 7] = pos, [1, 0, 0, 0]
+            d.qpos[i:i + 3], d.qpos[i + 3:i + 7] = pos, quat
             d.qvel[dof:dof + 6] = 0.0
 
     def ik(self, pos, quat, q_seed, iters: int = 200, tol: float = 1e-5) -> np.ndarray:

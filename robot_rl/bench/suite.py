@@ -23,8 +23,9 @@ import numpy as np
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 SUITE = ("robot_rl/PandaReach-v0", "robot_rl/PandaPickCube-v0", "robot_rl/PandaPegInsert-v0",
-         "robot_rl/PandaRelocate-v0", "robot_rl/SO101Reach-v0", "robot_rl/SO101PickCube-v0",
-         "robot_rl/PandaPickCubeVision-v0", "robot_rl/PandaPegInsertVision-v0",
+         "robot_rl/PandaTightInsert-v0", "robot_rl/PandaRelocate-v0", "robot_rl/SO101Reach-v0",
+         "robot_rl/SO101PickCube-v0", "robot_rl/PandaPickCubeVision-v0",
+         "robot_rl/PandaPegInsertVision-v0", "robot_rl/PandaTightInsertVision-v0",
          "robot_rl/PandaRelocateVision-v0", "robot_rl/SO101PickCubeVision-v0")
 TARGET_STEPS = {"state": 20_000, "vision": 40_000}
 THRESHOLD = 0.9

@@ -1,4 +1,5 @@
-"""The simulated tasks, one file each: `reach.py`, `pick_cube.py`, `peg_insert.py`, `relocate.py`; `so101.py` puts Reach and PickCube
+"""The simulated tasks, one file each: `reach.py`, `pick_cube.py`, `peg_insert.py`, `tight_insert.py`,
+`relocate.py`; `so101.py` puts Reach and PickCube
 on the simulated SO-101.
 
 A task file holds everything that defines its task: the MuJoCo scene (`mjcf`), the reset
@@ -17,18 +18,22 @@ from robot_rl.sim.tasks.pick_cube import PandaPickCube, PickCubeExpert
 from robot_rl.sim.tasks.reach import PandaReach, ReachExpert
 from robot_rl.sim.tasks.relocate import PandaRelocate, RelocateExpert
 from robot_rl.sim.tasks.so101 import SO101PickCube, SO101Reach
+from robot_rl.sim.tasks.tight_insert import PandaTightInsert, TightInsertExpert
 
 __all__ = ["DOWN", "TABLE_Z", "World", "SimTask", "ScriptedExpert", "TASKS", "EXPERTS",
-           "PandaReach", "PandaPickCube", "PandaPegInsert", "PandaRelocate", "SO101Reach", "SO101PickCube",
+           "PandaReach", "PandaPickCube", "PandaPegInsert", "PandaRelocate", "PandaTightInsert",
+           "SO101Reach", "SO101PickCube", "TightInsertExpert",
            "ReachExpert", "PickCubeExpert", "PegInsertExpert", "RelocateExpert", "make_expert", "rollout"]
 
 TASKS: dict[str, type[SimTask]] = {"PandaReach": PandaReach, "PandaPickCube": PandaPickCube,
                                    "PandaPegInsert": PandaPegInsert, "PandaRelocate": PandaRelocate,
+                                   "PandaTightInsert": PandaTightInsert,
                                    "SO101Reach": SO101Reach, "SO101PickCube": SO101PickCube}
 EXPERTS: dict[str, type[ScriptedExpert]] = {"PandaReach": ReachExpert,
                                             "PandaPickCube": PickCubeExpert,
                                             "PandaPegInsert": PegInsertExpert,
                                             "PandaRelocate": RelocateExpert,
+                                            "PandaTightInsert": TightInsertExpert,
                                             "SO101Reach": ReachExpert,
                                             "SO101PickCube": PickCubeExpert}
 

@@ -22,7 +22,7 @@ class World(Protocol):
     def ik(self, pos, quat, q_seed) -> np.ndarray: ...        # joints putting the TCP at a pose
     def set_marker(self, name: str, pos) -> None: ...         # move a visual-only marker
     def body_position(self, name: str) -> np.ndarray: ...
-    def place_body(self, name: str, pos) -> None: ...         # unrotated, at rest
+    def place_body(self, name: str, pos, yaw: float = 0.0) -> None: ...  # at rest
     home_q: np.ndarray                                        # the arm's IK seed
 
 

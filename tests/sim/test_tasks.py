@@ -82,8 +82,8 @@ def test_same_seed_same_episode_bit_for_bit(task):
     assert not np.array_equal(first, episode(b, 8))
 
 
-@pytest.mark.parametrize("task", ["PandaReach", "PandaPickCube", "PandaPegInsert", "SO101Reach",
-                                  "SO101PickCube"])
+@pytest.mark.parametrize("task", ["PandaReach", "PandaPickCube", "PandaPegInsert", "PandaTightInsert",
+                                  "SO101Reach", "SO101PickCube"])
 def test_scripted_expert_success_over_100_seeds(task):
     env = make_sim_env(task)
     expert = make_expert(env)
@@ -130,6 +130,27 @@ def test_end_effector_frame_actions():
     env.task.action = replace(env.task.action, frame="ee")
     pos, _ = env.target_from_action(np.array([0, 0, 1.0]), pose)
     np.testing.assert_allclose(pos - pose[:3], [0, 0, -env.task.action.step_pos], atol=1e-3)
+
+
+def test_a_yaw_only_action_holds_roll_and_pitch_at_home():
+    """With yaw the only rotation the task controls, a tilted measured pose does not carry its
+    tilt into the target: roll and pitch come from the home orientation, yaw from the measured
+    yaw plus the action's."""
+    from dataclasses import replace
+
+    from robot_rl.controllers.frames import quat_mul, quat_to_rpy, rpy_to_quat
+    env = make_sim_env("PandaReach")
+    env.reset(seed=0)
+    env.task.action = replace(env.task.action, dofs=("x", "y", "z", "yaw"), step_rot=0.1)
+    pose = env.arm.state().tcp_pose.copy()
+    tilted = quat_mul(rpy_to_quat([0.04, -0.05, 0.05]), env.task.home_quat)  # tilt + yaw
+    pose[3:] = tilted
+    _, quat = env.target_from_action(np.array([0, 0, 0, 0.5]), pose)
+    want = quat_to_rpy(env.task.home_quat)
+    got = quat_to_rpy(quat)
+    np.testing.assert_allclose(np.cos(got[0] - want[0]), 1.0, atol=1e-9)  # roll at home
+    assert got[1] == pytest.approx(want[1], abs=1e-9)                      # pitch at home
+    assert got[2] == pytest.approx(quat_to_rpy(tilted)[2] + 0.05, abs=1e-6)  # yaw moved
 
 
 def test_pick_cube_expert_lifts_to_a_drawn_height():
