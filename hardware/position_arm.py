@@ -20,7 +20,7 @@ from robot_rl.controllers.diff_ik import DifferentialIK, DiffIKParams
 from robot_rl.controllers.kinematics import SerialChain
 from robot_rl.controllers.safety import check_finite, check_joint_limits
 from robot_rl.hardware.hal import ArmState, WallClock
-from robot_rl.hardware.safety import ConnectionLostError
+from robot_rl.hardware.safety import ConnectionLostError, validate_pose
 
 
 @runtime_checkable
@@ -70,10 +70,9 @@ class CartesianPositionArm:
 
     def set_target_pose(self, pos, quat) -> None:
         self._check_fault()
-        pos = check_finite("target position", pos, (3,))
-        quat = check_finite("target quaternion", quat, (4,))
+        pos, quat = validate_pose(pos, quat)  # finite, unit quaternion: else nothing changes
         with self._lock:
-            self.target_pos, self.target_quat = pos.copy(), quat / np.linalg.norm(quat)
+            self.target_pos, self.target_quat = pos.copy(), quat
 
     def set_impedance(self, params) -> None:
         """Position servos have no Cartesian stiffness to set: the pose-error clip of `params`

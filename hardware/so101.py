@@ -95,12 +95,17 @@ def _lerobot(what: str):
 def _require_calibrated(device, kind: str, port: str, robot_id: str) -> None:
     if not device.is_calibrated:
         device.bus.disconnect(disable_torque=False)
+        flag = "robot" if kind == "follower" else "teleop"
         raise RuntimeError(
             f"the SO-101 {kind} on {port} (id {robot_id!r}) has no calibration that matches its "
-            f"motors: calibrate it once with LeRobot (lerobot-calibrate --{'robot' if kind == 'follower' else 'teleop'}"
-            f".type=so101_{kind} --{'robot' if kind == 'follower' else 'teleop'}.port={port} "
-            f"--{'robot' if kind == 'follower' else 'teleop'}.id={robot_id}); robot-rl never "
-            f"calibrates (it asks the operator to move the arm by hand)")
+            f"motors: calibrate it once with LeRobot (lerobot-calibrate --{flag}.type=so101_{kind} "
+            f"--{flag}.port={port} --{flag}.id={robot_id}); robot-rl never calibrates (it asks "
+            f"the operator to move the arm by hand)")
+
+
+def _mapping(mapping) -> JointMapping:
+    """A JointMapping from itself or from its fields (a config's `mapping: {signs, offsets}`)."""
+    return mapping if isinstance(mapping, JointMapping) else JointMapping(**(mapping or {}))
 
 
 class LeRobotSO101:
@@ -112,12 +117,12 @@ class LeRobotSO101:
     calibration."""
 
     def __init__(self, port: str, robot_id: str = "so101_follower",
-                 calibration_dir: str | None = None, mapping: JointMapping = JointMapping(),
+                 calibration_dir: str | None = None, mapping: JointMapping | dict | None = None,
                  gripper_max_width: float = 2 * FINGER_MAX, move_speed: float = 0.5,
                  move_timeout_s: float = 15.0):
         Follower, Config = _lerobot("follower")
         from pathlib import Path
-        self.port, self.robot_id, self.mapping = port, robot_id, mapping
+        self.port, self.robot_id, self.mapping = port, robot_id, _mapping(mapping)
         self.robot = Follower(Config(port=port, id=robot_id, calibration_dir=Path(calibration_dir)
                                      if calibration_dir else None))
         self.gripper_max_width = gripper_max_width
@@ -137,9 +142,13 @@ class LeRobotSO101:
             bus = self.robot.bus
             bus.connect()
             _require_calibrated(self.robot, "follower", self.port, self.robot_id)
-            bus.disable_torque()
-            bus.sync_write("Goal_Position", bus.sync_read("Present_Position"))
-            self.robot.configure()
+            try:
+                bus.disable_torque()
+                bus.sync_write("Goal_Position", bus.sync_read("Present_Position"))
+                self.robot.configure()
+            except BaseException:
+                bus.port_handler.closePort()
+                raise
         return self
 
     def read(self) -> tuple[np.ndarray, np.ndarray, int]:
@@ -236,18 +245,18 @@ class LeRobotLeader:
     """The SO-100/SO-101 leader arm (LeRobot's `so_leader`, torque off, moved by the operator)
     as a HAL `Teleop` for interventions. The leader's joints, through our kinematics, give the
     pose the operator shows; `poll` returns the normalized step from the follower's TCP toward
-    it (`follower_pose()` -> [x, y, z, qx, qy, qz, qw]; `attach(env)` sets it to the env's arm
-    and the step sizes to its task's), in the task's step sizes, and the leader's jaw as the gripper target. The operator is
-    intervening while the leader moves (more than `engage_rad` on a joint since the last poll)
+    it, in the task's step sizes (`follower_pose()` -> [x, y, z, qx, qy, qz, qw]; `attach(env)`
+    sets it to the env's arm and the step sizes to its task's), and the leader's jaw as the
+    gripper target. The operator is intervening while the leader moves (more than `engage_rad` on a joint since the last poll)
     and for `hold_s` after it stops, so a held pose is tracked too."""
 
     def __init__(self, port: str, follower_pose=None, robot_id: str = "so101_leader",
-                 calibration_dir: str | None = None, mapping: JointMapping = JointMapping(),
+                 calibration_dir: str | None = None, mapping: JointMapping | dict | None = None,
                  step_pos: float = 0.02, step_rot: float = 0.1, engage_rad: float = 0.01,
                  hold_s: float = 1.0):
         Leader, Config = _lerobot("leader")
         from pathlib import Path
-        self.port, self.robot_id, self.mapping = port, robot_id, mapping
+        self.port, self.robot_id, self.mapping = port, robot_id, _mapping(mapping)
         self.follower_pose = follower_pose
         self.step_pos, self.step_rot = step_pos, step_rot
         self.engage_rad, self.hold_s = engage_rad, hold_s

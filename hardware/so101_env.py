@@ -79,13 +79,12 @@ def make_so101_env(port: str = "/dev/ttyACM0", robot_id: str = "so101_follower",
     from robot_rl.hardware.position_arm import CartesianPositionArm
     from robot_rl.hardware.robot_env import RobotEnv
     from robot_rl.hardware.safety import ConnectionGuard, SafeArm, SafeGripper
-    from robot_rl.hardware.so101 import SO101_CHAIN, JointMapping, LeRobotSO101
+    from robot_rl.hardware.so101 import SO101_CHAIN, LeRobotSO101
 
     t = SO101Task(**(task or {}))
     parts: list = []
     try:
-        so101 = LeRobotSO101(port, robot_id, calibration_dir,
-                             JointMapping(**(mapping or {}))).connect()
+        so101 = LeRobotSO101(port, robot_id, calibration_dir, mapping).connect()
         parts.append(so101)
         arm = CartesianPositionArm(so101.servos, SO101_CHAIN, servo_hz=servo_hz,
                                    max_lead=max_lead).start()

@@ -28,14 +28,14 @@ import numpy as np
 from robot_rl.controllers.safety import SafetyBox
 from robot_rl.hardware.position_arm import CartesianPositionArm
 from robot_rl.hardware.safety import SafeArm
-from robot_rl.hardware.so101 import SO101_CHAIN, JointMapping, LeRobotLeader, LeRobotSO101
+from robot_rl.hardware.so101 import SO101_CHAIN, LeRobotLeader, LeRobotSO101
 
 BOX = SafetyBox((0.10, -0.15, 0.02), (0.28, 0.15, 0.2), max_step_pos=0.03)
 
 
 def follower(a: dict) -> tuple[LeRobotSO101, CartesianPositionArm, list]:
     so101 = LeRobotSO101(a["port"], robot_id="follower", calibration_dir=a["calibration_dir"],
-                         mapping=JointMapping(**a.get("mapping", {}))).connect()
+                         mapping=a.get("mapping")).connect()
     sent = []  # (t, q) of every joint command the servo loop sends
     command = so101.servos.command
 
@@ -147,7 +147,7 @@ def teleop(a: dict) -> dict:
     safe = SafeArm(arm, BOX, watchdog_s=0.5)
     leader = LeRobotLeader(a["leader_port"], lambda: arm.state().tcp_pose, robot_id="leader",
                            calibration_dir=a["calibration_dir"],
-                           mapping=JointMapping(**a.get("mapping", {}))).connect()
+                           mapping=a.get("mapping")).connect()
     log = []
     t0 = time.monotonic()
     while time.monotonic() - t0 < a["seconds"]:

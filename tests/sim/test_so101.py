@@ -153,6 +153,11 @@ def test_safe_arm_over_the_cartesian_layer_fuzzed():
         w.advance(0.1)
         assert box.contains(arm.target_pos, arm.target_quat)
     assert refused == len(range(0, 300, 17))
+    for bad in ([np.nan, 0, 0.1], [0.2, 0, 0.1]):  # also straight to the Cartesian layer
+        with pytest.raises(UnsafeCommandError):
+            arm.set_target_pose(np.array(bad), np.zeros(4) if bad[0] == 0.2 else DOWN)
+    w.advance(0.1)
+    assert np.all(np.isfinite(arm.q_cmd))
     assert_no_jumps(sent, start)
 
 
