@@ -1,9 +1,12 @@
-"""MuJoCo implementation of the HAL: one `SimWorld` (model, data, controller, renderer) and
-the `SimArm`, `SimGripper`, `SimCamera`, `SimClock` views onto it. The arm, gripper and clock
-views only call world methods, so pybullet_backend's `BulletWorld` reuses them.
+"""MuJoCo implementation of the HAL: a world (model, data, renderer; `MujocoWorld` holds what
+does not depend on the drive) and the `SimArm`, `SimGripper`, `SimCamera`, `SimClock` views onto
+it. The arm, gripper and clock views only call world methods, so pybullet_backend's
+`BulletWorld` reuses them.
 
-The impedance law runs every physics substep. The substep loop is the C kernel
-(`_impedance_kernel.c`) when it was built, else the numpy law (same maths, a slower env).
+`SimWorld` is the torque-controlled Panda: the impedance law runs every physics substep, in the
+C kernel (`_impedance_kernel.c`) when it was built, else the numpy law (same maths, a slower
+env). `ServoWorld` is an arm on position servos (the SO-101): its HAL arm is a
+`CartesianPositionArm` over `SimServos`, ticked at the servo rate as the physics runs.
 """
 from __future__ import annotations
 
