@@ -21,6 +21,8 @@ class PandaPegInsert(SimTask):
     insert_depth = 0.025
     hole_low, hole_high = np.array([0.40, -0.10]), np.array([0.52, 0.10])
     start_pos = np.array([0.46, 0.0, 0.2])
+    friction: str | None = None  # of the peg and the hole (None: the "object" class default)
+    center_margin = 0.002  # success: the tip within clearance + this of the hole's axis
 
     def __init__(self):
         super().__init__(name="PandaPegInsert", instruction="insert the peg into the hole",
@@ -31,19 +33,25 @@ class PandaPegInsert(SimTask):
     def mjcf(self):
         h, w, depth = self.peg_half, self.wall, self.hole_depth
         inner = h + self.clearance
+        mu = f' friction="{self.friction}"' if self.friction else ""
         walls = "".join(
             f'<geom class="object" type="box" size="{sx} {sy} {depth / 2}" '
-            f'pos="{px} {py} {depth / 2}" rgba="0.2 0.35 0.8 1"/>'
+            f'pos="{px} {py} {depth / 2}"{mu} rgba="0.2 0.35 0.8 1"/>'
             for sx, sy, px, py in [(w / 2, inner + w, inner + w / 2, 0),
                                    (w / 2, inner + w, -inner - w / 2, 0),
                                    (inner, w / 2, 0, inner + w / 2),
                                    (inner, w / 2, 0, -inner - w / 2)])
         # the peg is part of the hand: from 1 cm above the TCP to peg_len below it
         top, bottom = -0.01, self.peg_len
-        return (f'<body name="hole" mocap="true" pos="0.46 0 {TABLE_Z}">{walls}</body>',
+        return (f'<body name="hole" mocap="true" pos="0.46 0 {TABLE_Z}">{walls}'
+                f'{self.hole_mouth(inner, mu)}</body>',
                 f'<geom name="peg" class="object" type="box" size="{h} {h} {(bottom - top) / 2}" '
-                f'pos="0 0 {0.1034 + (top + bottom) / 2}" mass="0.05" rgba="0.9 0.6 0.1 1"/>'
+                f'pos="0 0 {0.1034 + (top + bottom) / 2}" mass="0.05"{mu} rgba="0.9 0.6 0.1 1"/>'
                 f'<site name="peg_tip" pos="0 0 {0.1034 + bottom}" size="0.003"/>')
+
+    def hole_mouth(self, inner: float, mu: str) -> str:
+        """Extra geoms around the hole's mouth (a chamfer); none here: a plain square rim."""
+        return ""
 
     def bind(self, world):
         super().bind(world)
@@ -69,10 +77,10 @@ class PandaPegInsert(SimTask):
 
     def score(self, tip, hole, xp=np):
         """(dense reward in [0, 1], success) of the peg tip and the hole's position: success is
-        the tip centred within the clearance (+2 mm) and insert_depth deep."""
+        the tip centred within the clearance (+ center_margin) and insert_depth deep."""
         goal = hole + xp.asarray([0.0, 0.0, self.hole_depth - self.insert_depth])
         depth = hole[2] + self.hole_depth - tip[2]
-        aligned = xp.linalg.norm(tip[:2] - hole[:2]) < self.clearance + 0.002
+        aligned = xp.linalg.norm(tip[:2] - hole[:2]) < self.clearance + self.center_margin
         return (1.0 - xp.tanh(10.0 * xp.linalg.norm(tip - goal)),
                 aligned & (depth >= self.insert_depth))
 

@@ -15,8 +15,9 @@ import numpy as np
 
 from robot_rl.controllers.frames import quat_to_rpy, wrap_angle
 from robot_rl.controllers.safety import SafetyBox
-from robot_rl.hardware.task import ActionConfig, Outcome
+from robot_rl.hardware.task import ActionConfig
 from robot_rl.sim.tasks.base import TABLE_Z, ScriptedExpert, SimTask
+from robot_rl.sim.tasks.peg_insert import PandaPegInsert
 
 
 def square_yaw_error(target: float, yaw: float) -> float:
@@ -25,38 +26,29 @@ def square_yaw_error(target: float, yaw: float) -> float:
     return float((target - yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
 
 
-class PandaTightInsert(SimTask):
+class PandaTightInsert(PandaPegInsert):
+    """PandaPegInsert's hole, peg, reward and success, tighter and turned, with a chamfer."""
     max_episode_steps = 80
     peg_half, clearance, hole_depth, wall, chamfer = 0.01, 0.0004, 0.03, 0.02, 0.004
-    peg_len = 0.05      # below the TCP
     insert_depth = 0.02
-    hole_low, hole_high = np.array([0.40, -0.10]), np.array([0.52, 0.10])
     max_hole_yaw = 0.35
-    start_pos = np.array([0.46, 0.0, 0.2])
+    # metal on a machined hole (MuJoCo takes the larger of the two): below tan(45 deg), so the
+    # chamfer can push the peg sideways instead of wedging it
+    friction = "0.3 0.005 0.0001"
+    center_margin = 0.001
 
     def __init__(self):
-        super().__init__(name="PandaTightInsert", instruction="insert the peg into the hole",
+        SimTask.__init__(self, name="PandaTightInsert", instruction="insert the peg into the hole",
                          action=ActionConfig(dofs=("x", "y", "z", "yaw"), gripper=False,
                                              step_pos=0.01, step_rot=0.1),
                          safety=SafetyBox((0.3, -0.2, 0.03), (0.62, 0.2, 0.3),
                                           (3.0, -0.15, -0.5), (-3.0, 0.15, 0.5)))
         self.hole_yaw = 0.0
 
-    def mjcf(self):
-        h, w, depth, c = self.peg_half, self.wall, self.hole_depth, self.chamfer
-        inner = h + self.clearance
-        mu = "0.3 0.005 0.0001"  # metal on a machined hole (MuJoCo takes the larger of the two):
-        # below tan(45 deg), so the chamfer can push the peg sideways instead of wedging it
-        walls = "".join(
-            f'<geom class="object" type="box" size="{sx} {sy} {depth / 2}" '
-            f'pos="{px} {py} {depth / 2}" friction="{mu}" rgba="0.2 0.35 0.8 1"/>'
-            for sx, sy, px, py in [(w / 2, inner + w, inner + w / 2, 0),
-                                   (w / 2, inner + w, -inner - w / 2, 0),
-                                   (inner, w / 2, 0, inner + w / 2),
-                                   (inner, w / 2, 0, -inner - w / 2)])
-        # the chamfer: a 45-degree plate on each side, its inner face from the rim (inner,
-        # depth) up and out to (inner + c, depth + c); the plate lies behind that face
-        t = 0.001
+    def hole_mouth(self, inner: float, mu: str) -> str:
+        """The chamfer: a 45-degree plate on each side, its inner face from the rim (inner,
+        depth) up and out to (inner + c, depth + c); the plate lies behind that face."""
+        depth, c, t = self.hole_depth, self.chamfer, 0.001
         r = inner + c / 2 + t / np.sqrt(2)
         z = depth + c / 2 - t / np.sqrt(2)
         size = f"{c / np.sqrt(2) / 2 + t} {inner + c} {t}"
@@ -67,27 +59,8 @@ class PandaTightInsert(SimTask):
                 qz[0] * np.sin(-np.pi / 8), qz[3] * np.cos(-np.pi / 8)  # qz * qy(-pi/4), wxyz
             return (f'<geom class="object" type="box" size="{size}" '
                     f'pos="{r * np.cos(a):.6f} {r * np.sin(a):.6f} {z:.6f}" '
-                    f'quat="{w:.6f} {x:.6f} {y:.6f} {zq:.6f}" friction="{mu}" '
-                    'rgba="0.3 0.45 0.9 1"/>')
-        chamfer = "".join(plate(a) for a in (0.0, np.pi / 2, np.pi, -np.pi / 2))
-        top, bottom = -0.01, self.peg_len
-        return (f'<body name="hole" mocap="true" pos="0.46 0 {TABLE_Z}">{walls}{chamfer}</body>',
-                f'<geom name="peg" class="object" type="box" size="{h} {h} {(bottom - top) / 2}" '
-                f'pos="0 0 {0.1034 + (top + bottom) / 2}" mass="0.05" friction="{mu}" '
-                'rgba="0.9 0.6 0.1 1"/>'
-                f'<site name="peg_tip" pos="0 0 {0.1034 + bottom}" size="0.003"/>')
-
-    def bind(self, world):
-        super().bind(world)
-        self._tip = world.model.site("peg_tip").id
-
-    @property
-    def hole_pos(self) -> np.ndarray:
-        return self.world.body_position("hole")
-
-    @property
-    def peg_tip(self) -> np.ndarray:
-        return self.world.data.site_xpos[self._tip]
+                    f'quat="{w:.6f} {x:.6f} {y:.6f} {zq:.6f}"{mu} rgba="0.3 0.45 0.9 1"/>')
+        return "".join(plate(a) for a in (0.0, np.pi / 2, np.pi, -np.pi / 2))
 
     @property
     def peg_yaw(self) -> float:
@@ -104,21 +77,8 @@ class PandaTightInsert(SimTask):
         self.settle(0.05)
 
     def env_state(self):
-        return np.concatenate([self.hole_pos, self.hole_pos - self.peg_tip,
+        return np.concatenate([super().env_state(),
                                [square_yaw_error(self.hole_yaw, self.peg_yaw)]])
-
-    def score(self, tip, hole, xp=np):
-        """(dense reward in [0, 1], success) of the peg tip and the hole's position: success is
-        the tip inside the hole's clearance (+1 mm) and insert_depth deep."""
-        goal = hole + xp.asarray([0.0, 0.0, self.hole_depth - self.insert_depth])
-        depth = hole[2] + self.hole_depth - tip[2]
-        aligned = xp.linalg.norm(tip[:2] - hole[:2]) < self.clearance + 0.001
-        return (1.0 - xp.tanh(10.0 * xp.linalg.norm(tip - goal)),
-                aligned & (depth >= self.insert_depth))
-
-    def outcome(self, env) -> Outcome:
-        reward, success = self.score(self.peg_tip, self.hole_pos)
-        return Outcome(reward=float(reward), success=bool(success))
 
 
 class TightInsertExpert(ScriptedExpert):
