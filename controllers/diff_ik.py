@@ -62,20 +62,19 @@ class DifferentialIK:
 
     def error(self, q, target_pos, target_quat) -> np.ndarray:
         """[position error; orientation error (rotation vector)] of the TCP at `q`, unclipped."""
-        pos, quat = self.chain.fk(q)
-        return np.concatenate([np.asarray(target_pos, float) - pos,
-                               orientation_error(np.asarray(target_quat, float), quat)])
+        return _pose_error(*self.chain.fk(q), target_pos, target_quat)
 
     def step(self, q, target_pos, target_quat, dt: float | None) -> np.ndarray:
         """The joint target one period of `dt` seconds after `q` (inside the limits; no joint
         faster than its max_velocity). `dt=None` removes the speed limit (offline solves)."""
         p, c = self.params, self.chain
         q = np.clip(np.asarray(q, float), c.lower, c.upper)
-        e = self.error(q, target_pos, target_quat)
+        pos, quat, jac = c.pose_and_jacobian(q)
+        e = _pose_error(pos, quat, target_pos, target_quat)
         e[:3] *= min(1.0, p.max_pos_error / max(np.linalg.norm(e[:3]), 1e-12))
         e[3:] *= min(1.0, p.max_rot_error / max(np.linalg.norm(e[3:]), 1e-12))
         w = np.array([1, 1, 1, p.rot_weight, p.rot_weight, p.rot_weight])
-        J, r = w[:, None] * c.jacobian(q), w * e
+        J, r = w[:, None] * jac, w * e
         dq, free = np.zeros(c.n), np.ones(c.n, bool)
         for _ in range(c.n):  # clamp the joints that would cross a limit, re-solve the others
             dq[free] = self._solve(J[:, free], r - J[:, ~free] @ dq[~free],
@@ -93,19 +92,20 @@ class DifferentialIK:
         return q + dq
 
     def _solve(self, J: np.ndarray, r: np.ndarray, posture: np.ndarray) -> np.ndarray:
-        U, S, Vt = np.linalg.svd(J, full_matrices=False)
+        m, n = J.shape
+        U, S, Vt_full = np.linalg.svd(J)  # full: its last n - m rows span a redundant null space
+        U, Vt = U[:, :S.size], Vt_full[:S.size]
         p = self.params
         s_min = float(S[-1]) if S.size else 0.0
         self.last_sigma_min = s_min  # with fewer joints than task rows too: a column falls in rank
         lam2 = 0.0 if s_min >= p.singular_threshold else \
             (1 - (s_min / p.singular_threshold) ** 2) * p.damping ** 2
         dq = Vt.T @ (S / (S ** 2 + lam2) * (U.T @ r))
-        if J.shape[1] <= J.shape[0]:
+        if n <= m:
             # no redundant joints: no null space to use. (A singular direction is not one: a
             # posture pull there would kick the arm out of the singularity, then back, forever.)
             return dq
-        Vt_full = np.linalg.svd(J)[2]
-        V_null = Vt_full[J.shape[0]:].T  # the joint motions that move no task coordinate
+        V_null = Vt_full[m:].T  # the joint motions that move no task coordinate
         return dq + V_null @ (V_null.T @ posture)
 
     def solve(self, q_seed, target_pos, target_quat, iters: int = 300,
@@ -119,3 +119,8 @@ class DifferentialIK:
                 return q_next
             q = q_next
         return q
+
+
+def _pose_error(pos, quat, target_pos, target_quat) -> np.ndarray:
+    return np.concatenate([np.asarray(target_pos, float) - pos,
+                           orientation_error(np.asarray(target_quat, float), quat)])

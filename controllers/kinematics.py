@@ -76,8 +76,12 @@ class SerialChain:
 
     def jacobian(self, q) -> np.ndarray:
         """6 x n geometric Jacobian of the TCP: rows [linear velocity; angular velocity]."""
-        points, axes, tcp, _ = self.frames(q)
-        return np.vstack([np.cross(axes, tcp - points).T, axes.T])
+        return self.pose_and_jacobian(q)[2]
+
+    def pose_and_jacobian(self, q) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(TCP position, xyzw quaternion, Jacobian) from one pass over the chain."""
+        points, axes, tcp, R = self.frames(q)
+        return tcp, mat_to_quat(R), np.vstack([np.cross(axes, tcp - points).T, axes.T])
 
 
 def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:

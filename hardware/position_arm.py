@@ -63,8 +63,8 @@ class CartesianPositionArm:
         except Exception as exc:  # a bus error (USB unplugged, power lost) ends the episode
             raise ConnectionLostError(f"reading the arm's joints failed: {type(exc).__name__}: "
                                       f"{exc}") from exc
-        pos, quat = self.chain.fk(q)
-        twist = self.chain.jacobian(q) @ dq
+        pos, quat, jac = self.chain.pose_and_jacobian(q)
+        twist = jac @ dq
         return ArmState(q=q, dq=dq, tcp_pose=np.concatenate([pos, quat]), tcp_twist=twist,
                         wrench=np.zeros(6), t_ns=t_ns)  # hobby servos measure no wrench
 
