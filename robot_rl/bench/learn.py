@@ -116,14 +116,20 @@ def sample_efficiency(config: str, seeds: list[int], threshold: float, overrides
                            f"runs_dir={runs_dir}", "train.eval_episodes=100",
                            f"train.stop_at_success={threshold}", *overrides])
         res = Trainer(cfg).run()
-        evals = read_metrics(res["run_dir"], "eval")
-        hit = next((e for e in evals if e["success_rate"] >= threshold), None)
-        out.append({"seed": seed, "steps": hit["step"] if hit else None,
-                    "wall_clock_s": hit["wall_clock_s"] if hit else res["wall_clock_s"],
-                    "final_success": evals[-1]["success_rate"] if evals else None,
-                    "curve": [(e["step"], e["success_rate"]) for e in evals]})
+        out.append({"seed": seed, **reached(read_metrics(res["run_dir"], "eval"), threshold,
+                                            res["wall_clock_s"])})
         print(json.dumps(out[-1]))
     return out
+
+
+def reached(evals: list[dict], threshold: float, wall_clock_s: float | None) -> dict:
+    """A run's evaluations summed up: env steps and wall-clock of the first at >= `threshold`
+    (steps None and the run's `wall_clock_s` if none was), the last success, the curve."""
+    hit = next((e for e in evals if e["success_rate"] >= threshold), None)
+    return {"steps": hit["step"] if hit else None,
+            "wall_clock_s": hit["wall_clock_s"] if hit else wall_clock_s,
+            "final_success": evals[-1]["success_rate"] if evals else None,
+            "curve": [(e["step"], e["success_rate"]) for e in evals]}
 
 
 def run(tasks: list[str], seeds: int = 3, json_path: str | None = None,

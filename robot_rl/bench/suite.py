@@ -41,6 +41,7 @@ def short_name(env_id: str) -> str:
 
 def one_run(env_id: str, seed: int, runs_dir: str, overrides: list[str]) -> dict:
     """Train `env_id` with the default agent in a child process; its result and peak RSS."""
+    from robot_rl.bench.learn import reached
     from robot_rl.metrics import read_metrics
     kind = kind_of(env_id)
     name = f"suite_{short_name(env_id)}_seed{seed}"
@@ -58,12 +59,8 @@ def one_run(env_id: str, seed: int, runs_dir: str, overrides: list[str]) -> dict
         raise
     child.returncode = os.waitstatus_to_exitcode(status)
     evals = read_metrics(Path(runs_dir) / name, "eval")
-    hit = next((e for e in evals if e["success_rate"] >= THRESHOLD), None)
     return {"seed": seed, "returncode": child.returncode,
-            "steps": hit["step"] if hit else None,
-            "wall_clock_s": hit["wall_clock_s"] if hit else (evals[-1]["wall_clock_s"] if evals else None),
-            "final_success": evals[-1]["success_rate"] if evals else None,
-            "curve": [(e["step"], e["success_rate"]) for e in evals],
+            **reached(evals, THRESHOLD, evals[-1]["wall_clock_s"] if evals else None),
             "peak_rss_mb": usage.ru_maxrss / 1024}  # Linux: kilobytes
 
 
