@@ -96,6 +96,10 @@ class SACConfig:
                                       range=POSITIVE)
     target_entropy: Optional[float] = setting(None, "None: -(continuous action dims) / 2")
     backup_entropy: bool = setting(False, "subtract alpha * log-prob in the TD target")
+    mc_target_floor: bool = setting(
+        False, "floor each TD target at the Monte-Carlo return of the rest of its episode (MCAC): "
+               "a demo's or a successful episode's value is never bootstrapped below what was "
+               "achieved, which stops the min-of-critics pessimism dragging sparse-reward values down")
     grad_clip_norm: Optional[float] = setting(None, "clip each network's gradient to this norm; None: off",
                                               range=POSITIVE)
     # --- Cal-QL's online phase (robot_rl/agents/conservative.py); 0: plain SAC/RLPD

@@ -196,11 +196,12 @@ class Trainer:
         # with a reward model the env's own reward and termination are kept too, so a new
         # model can relabel what is stored (`set_reward_model`)
         extras = {**DEFAULT_EXTRA_SPEC, **(REWARD_MODEL_EXTRAS if cfg.env.reward else {})}
-        self.calibrated = cfg.agent.cql_alpha > 0 and cfg.agent.cql_calibrated
-        if self.calibrated:  # Cal-QL's online phase: each episode's Monte-Carlo bounds
+        self.calibrated = self.agent.uses_mc_bounds  # each episode's Monte-Carlo returns
+        if self.calibrated:
             extras["mc_bound"] = ((), np.float32)
-        self.episode_ids: list[int] = []  # the current episode's online transitions
-        self.episode_rewards: list[float] = []
+        # per actor stream (one in a local run): the current episode's online transitions and
+        # rewards, whose Monte-Carlo returns are written when it ends
+        self.open_episodes: dict[int | None, tuple[list[int], list[float]]] = {}
         self.online = ReplayBuffer(cfg.train.replay_capacity, obs_space, act_dim,
                                    obs_transforms=transforms, extra_spec=extras)
         self.demo = ReplayBuffer(cfg.train.replay_capacity, obs_space, act_dim,
@@ -518,8 +519,9 @@ class Trainer:
         executed = info.get("intervene_action", info.get("action", action))
         tid = self.online.insert(obs, executed, reward, next_obs, term, trunc, info)
         if self.calibrated:
-            self.episode_ids.append(tid)
-            self.episode_rewards.append(float(reward))
+            ids, rewards = self.open_episodes.setdefault(episode_fields.get("stream"), ([], []))
+            ids.append(tid)
+            rewards.append(float(reward))
         if info.get("intervention"):  # HIL-SERL: human corrections also go to the demos
             self.demo.insert(obs, executed, reward, next_obs, term, trunc, info,
                              intervention=True, is_demo=True)
@@ -537,11 +539,9 @@ class Trainer:
 
     def _end_episode(self, info: dict, ep: EpisodeStats, episode_fields: dict,
                      terminated: bool = False) -> None:
-        if self.calibrated:
-            if self.episode_ids:
-                self.online.set_extra("mc_bound", self.episode_ids,
-                                      self.mc_bounds(self.episode_rewards, terminated))
-            self.episode_ids, self.episode_rewards = [], []
+        ids, rewards = self.open_episodes.pop(episode_fields.get("stream"), ([], []))
+        if ids:
+            self.online.set_extra("mc_bound", ids, self.mc_bounds(rewards, terminated))
         rate = ep.interventions / max(ep.length, 1)
         self.recent.append((bool(info["is_success"]), rate))
         self.metrics.log("episode", self.step, episode=self.episode,

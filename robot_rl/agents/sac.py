@@ -408,9 +408,10 @@ class SACAgent:
         }
         gp = batch.get("grasp_penalty")
         b["grasp_penalty"] = self._tensor(gp).reshape(-1) if gp is not None else torch.zeros_like(b["reward"])
-        if self.config.cql_alpha > 0 and self.config.cql_calibrated:
+        if self.uses_mc_bounds:
             if batch.get("mc_bound") is None:
-                raise ValueError("agent.cql_calibrated needs Monte-Carlo bounds ('mc_bound') in the batch")
+                raise ValueError("agent.cql_calibrated and agent.mc_target_floor need Monte-Carlo "
+                                 "bounds ('mc_bound') in the batch")
             b["mc_bound"] = self._tensor(batch["mc_bound"]).reshape(-1)
         return b
 
@@ -427,10 +428,13 @@ class SACAgent:
         idx: torch.Tensor,
         alpha: torch.Tensor,
         conservative: Optional[Dict[str, Any]] = None,
+        target_floor: Optional[torch.Tensor] = None,
     ):
         """TD loss of the critic ensemble (+ the grasp critic's), plus, with ``conservative``
         (Cal-QL's online phase: the random draws, Monte-Carlo bounds and weight from
-        ``_conservative_inputs``), the weighted conservative term of agents/conservative.py."""
+        ``_conservative_inputs``), the weighted conservative term of agents/conservative.py.
+        ``target_floor`` (`mc_target_floor`: the batch's Monte-Carlo returns) lower-bounds the
+        ensemble's TD targets."""
         cfg = self.config
         reward = cfg.reward_scale * reward + cfg.reward_bias
         feat = self.encoder(obs)
@@ -440,6 +444,8 @@ class SACAgent:
             next_action, next_logp = self.actor.sample(next_feat, next_noise)
             next_q = self.target_critic(next_feat_t, next_action, idx)
             target = compute_target_q(reward, terminated, next_q, cfg.gamma, next_logp, alpha, cfg.backup_entropy)
+            if target_floor is not None:
+                target = torch.maximum(target, target_floor)
         q = self.critic(feat, action[:, : self.arm_dim])
         critic_loss = (q - target.unsqueeze(0)).pow(2).mean()
         stats = [critic_loss.detach(), q.detach().mean(), target.mean()]
@@ -487,7 +493,7 @@ class SACAgent:
         cfg = self.config
         loss, feat, cstats = self._critic_loss(
             b["obs"], b["next_obs"], b["action"], b["reward"], b["terminated"], b["grasp_penalty"],
-            next_noise, idx, alpha, b.get("conservative"),
+            next_noise, idx, alpha, b.get("conservative"), self._target_floor(b),
         )
         self._step(self.critic_opt, loss, cfg.grad_clip_norm)
         self._polyak()
@@ -509,6 +515,16 @@ class SACAgent:
         grads = [p.grad for p in params]
         clip_grad_norm_(grads, clip)
         adam_step_(params, grads, adam_state(opt, params), adam_settings(opt))
+
+    @property
+    def uses_mc_bounds(self) -> bool:
+        """Whether updates need each transition's Monte-Carlo return (`mc_bound`): Cal-QL's
+        calibrated online phase or `mc_target_floor`."""
+        c = self.config
+        return c.mc_target_floor or (c.cql_alpha > 0 and c.cql_calibrated)
+
+    def _target_floor(self, b: Mapping[str, Any]) -> Optional[torch.Tensor]:
+        return b["mc_bound"] if self.config.mc_target_floor else None
 
     @property
     def conservative(self) -> bool:

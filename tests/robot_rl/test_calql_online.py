@@ -1,6 +1,8 @@
-"""Cal-QL's online phase in the SAC learner (`agent.cql_alpha`): the conservative term of
-agents/conservative.py on real networks, Monte-Carlo bounds written at each episode's end by a
-real training run on PandaPickCube, the compiled update equal to the eager one."""
+"""Monte-Carlo returns in the online SAC learner: Cal-QL's online phase (`agent.cql_alpha`: the
+conservative term of agents/conservative.py on real networks) and the MCAC target floor
+(`agent.mc_target_floor`); bounds written at each episode's end by a real training run on
+PandaPickCube, per actor stream when streams interleave; the compiled update equal to the
+eager one."""
 import numpy as np
 import pytest
 import torch
@@ -98,13 +100,81 @@ def test_compiled_update_matches_eager_with_the_conservative_term():
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
 
 
-def test_training_run_writes_each_episodes_bounds(tmp_path):
-    """A real PandaPickCube run with Cal-QL's online phase: every finished episode's online
-    transitions carry the bound of their stored rewards, every demo transition its episode's."""
+def test_target_floor_lifts_values_to_observed_returns_and_ignores_unknown_ones():
+    """`mc_target_floor`: with every return unknown (-inf: episodes still running) the update
+    is exactly plain SAC's; with an observed return of 3 on 0-reward transitions the TD
+    targets are never below 3, and the critic is pulled up to it where plain SAC's stays near 0."""
+    def run(floor, bound, steps=500):
+        agent = SACAgent(SPEC, 2, SACConfig(**{**SMALL, "reward_scale": 1.0, "reward_bias": 0.0},
+                                            mc_target_floor=floor), seed=0)
+        b = batch(np.random.default_rng(1), bound=bound)
+        b["reward"][:] = 0.0
+        return [agent.update(b) for _ in range(steps)]
+
+    plain, unknown = run(False, None, 20), run(True, None, 20)
+    assert [m["critic_loss"] for m in unknown] == [m["critic_loss"] for m in plain]
+    floored, sac = run(True, 3.0), run(False, 3.0)
+    assert min(m["target_q"] for m in floored) >= 3.0 - 1e-6
+    assert floored[-1]["q"] == pytest.approx(3.0, abs=0.3)
+    assert abs(sac[-1]["q"]) < 0.5
+
+
+def test_compiled_update_matches_eager_with_the_target_floor():
+    eager, compiled = (SACAgent(SPEC, 2, SACConfig(**SMALL, mc_target_floor=True, compile=c), seed=3)
+                       for c in (False, True))
+    for i in range(3):
+        b = batch(np.random.default_rng(i), bound=float(i))
+        b["mc_bound"][::2] = -np.inf  # unfinished episodes in the same batch
+        me, mc = eager.update(b), compiled.update(b)
+        for k in me:
+            assert mc[k] == pytest.approx(me[k], rel=1e-4, abs=1e-6), k
+
+
+def test_interleaved_actor_streams_get_their_own_episodes_bounds(tmp_path):
+    """A distributed learner records steps of several actors' episodes interleaved (`stream`):
+    each episode's bounds come from its own rewards, as if it had been recorded alone."""
+    from robot_rl.train import EpisodeStats, Trainer, make_env
+    cfg = load_config(None, [f"runs_dir={tmp_path}", "name=streams", "env.id=robot_rl/PandaReach-v0",
+                             "agent.hidden_dims=[32, 32]", "agent.mc_target_floor=true",
+                             "demos.scripted_episodes=0", "train.video=false", "train.torch_threads=1"])
+    t = Trainer(cfg, progress=False)
+    envs = [make_env(cfg) for _ in range(2)]
+    try:
+        obs = [e.reset(seed=i)[0] for i, e in enumerate(envs)]
+        rng, ids, rewards = np.random.default_rng(0), {0: [], 1: []}, {0: [], 1: []}
+        ends = {}
+        for k in range(80):  # stream 1 steps twice as often as stream 0
+            s = 0 if k % 3 == 0 else 1
+            if s in ends:
+                continue
+            a = rng.uniform(-1, 1, envs[s].action_space.shape).astype(np.float32)
+            nxt, r, term, trunc, info = envs[s].step(a)
+            r = float(rng.random() < 0.2)  # rewards that tell the streams' episodes apart
+            ids[s].append(t.online.transitions_written)
+            rewards[s].append(r)
+            t.record(obs[s], a, r, nxt, term or len(ids[s]) == 12, trunc, info, EpisodeStats(),
+                     learn=False, stream=s)
+            obs[s] = nxt
+            if term or len(ids[s]) == 12:
+                ends[s] = term or len(ids[s]) == 12
+    finally:
+        for e in envs:
+            e.close()
+    assert set(ends) == {0, 1}
+    for s in (0, 1):
+        got = t.online.get(np.asarray(ids[s]))["mc_bound"]
+        np.testing.assert_allclose(got, mc_lower_bounds(rewards[s], True, cfg.agent.gamma), rtol=1e-5)
+
+
+@pytest.mark.parametrize("learner", ["agent.cql_alpha=1.0", "agent.mc_target_floor=true"])
+def test_training_run_writes_each_episodes_bounds(tmp_path, learner):
+    """A real PandaPickCube run with Cal-QL's online phase or the target floor: every finished
+    episode's online transitions carry the bound of their stored rewards, every demo
+    transition its episode's."""
     from robot_rl.train import Trainer
     cfg = load_config(None, [f"runs_dir={tmp_path}", "name=calql", "env.id=robot_rl/PandaPickCube-v0",
                              "agent.hidden_dims=[32, 32]", "agent.batch_size=32", "agent.utd_ratio=1",
-                             "agent.cql_alpha=1.0", "agent.reward_scale=10", "agent.reward_bias=-5",
+                             learner, "agent.reward_scale=10", "agent.reward_bias=-5",
                              "demos.scripted_episodes=2", "train.total_env_steps=160", "train.warmup_steps=60",
                              "train.eval_every=160", "train.eval_episodes=1", "train.video=false",
                              "train.torch_threads=1"])
