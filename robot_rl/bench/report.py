@@ -190,28 +190,65 @@ def suite(d: dict, save: SaveCurves) -> str:
         "\n\n" + "\n".join(parts)
 
 
-# (JSON name prefix, section title, reproducing command, builder); a JSON matching no entry is
-# listed with its top-level numbers, so nothing in bench/ is left off the page.
+def agent_study(files: dict[str, dict], save: SaveCurves) -> str:
+    """Candidate default agents side by side: `suite.json` (today's default) and every
+    `suite_*.json` (the same suite command with a candidate's overrides), task by task, with
+    one curve per candidate and seed."""
+    def overrides(d: dict) -> list[str]:
+        return d.get("config", {}).get("overrides", [])
+
+    base = set(overrides(files.get("suite.json", {})))
+
+    def label(name: str, d: dict) -> str:  # what a candidate changes from today's default run
+        return " ".join(f"`{o}`" for o in overrides(d) if o not in base) or "default"
+
+    rows, curves = [], {}
+    for env_id in dict.fromkeys(e for d in files.values() for e in d["tasks"]):
+        name = env_id.split("/")[-1].removesuffix("-v0")
+        for fname, d in files.items():
+            t = d["tasks"].get(env_id)
+            if t is None:
+                continue
+            rows.append([name, label(fname, d), f"`{fname}`",
+                         ", ".join(_num(s) for s in t["steps_to_90"]),
+                         ", ".join(_pct(s) for s in t["final_success"]),
+                         ", ".join(_num(w) for w in t["wall_clock_s"])])
+            for r in t["runs"]:
+                curves.setdefault(name, {})[f"{label(fname, d).replace('`', '')} s{r['seed']}"] = r["curve"]
+    plots = [save(f"agent_study_{name}", f"{name}: default-agent candidates", c) for name, c in curves.items()]
+    return ("The suite command (`--envs` the tasks below, `--seeds 2`) once per candidate, its "
+            "overrides appended; `suite.json` is today's default.\n\n"
+            + _table(["task", "candidate", "file", "env steps to 90% (per seed)", "success at stop",
+                      "wall-clock s"], rows) + "\n\n" + "\n".join(plots))
+
+
+# (JSON file pattern, section title, reproducing command, builder); a JSON matching no entry is
+# listed with its top-level numbers, so nothing in bench/ is left off the page. A builder in
+# MULTI_FILE gets every matching file at once, for one table.
 SECTIONS = [
-    ("sim", "Simulation throughput", "robot-rl bench sim --json bench/sim.json", sim),
-    ("learn", "Learning: sample efficiency and update throughput",
+    ("sim*", "Simulation throughput", "robot-rl bench sim --json bench/sim.json", sim),
+    ("learn*", "Learning: sample efficiency and update throughput",
      "robot-rl bench learn --task throughput,replay,state --seeds 3 --json bench/learn_state.json", learn),
     ("suite", "Every sim task, one default agent",
      "robot-rl bench learn --task suite --seeds 3 --json bench/suite.json", suite),
-    ("external", "Environments nobody here wrote", "robot-rl bench external --json bench/external.json", external),
-    ("classifier_reward", "A success classifier as the only reward",
+    ("suite*", "Choosing the default agent",
+     "robot-rl bench learn --task suite --seeds 2 --envs TASKS --json bench/suite_NAME.json OVERRIDES",
+     agent_study),
+    ("external*", "Environments nobody here wrote", "robot-rl bench external --json bench/external.json", external),
+    ("classifier_reward*", "A success classifier as the only reward",
      "robot-rl bench classifier-reward train.torch_threads=1 --json bench/classifier_reward.json", classifier),
-    ("vgps", "V-GPS re-ranking of a BC policy", "robot-rl bench vgps --json bench/vgps.json", vgps),
-    ("language", "Rewards from comparative language feedback",
+    ("vgps*", "V-GPS re-ranking of a BC policy", "robot-rl bench vgps --json bench/vgps.json", vgps),
+    ("language*", "Rewards from comparative language feedback",
      "robot-rl bench language --json bench/language.json", language),
-    ("distributed", "Distributed actors + learner (Ray)",
+    ("distributed*", "Distributed actors + learner (Ray)",
      "robot-rl bench distributed --json bench/distributed.json", distributed),
-    ("mjx", "Batched MJX simulation", "robot-rl bench mjx --json bench/mjx.json", mjx),
-    ("finetune", "Offline-to-online fine-tuning", "robot-rl bench finetune --json bench/finetune.json", finetune),
-    ("reset_free", "Reset-free training vs episodic",
+    ("mjx*", "Batched MJX simulation", "robot-rl bench mjx --json bench/mjx.json", mjx),
+    ("finetune*", "Offline-to-online fine-tuning", "robot-rl bench finetune --json bench/finetune.json", finetune),
+    ("reset_free*", "Reset-free training vs episodic",
      "robot-rl bench reset-free train.total_env_steps=12000 train.eval_every=2000 train.eval_episodes=20 "
      "--json bench/reset_free.json", reset_free),
 ]
+MULTI_FILE = (classifier, agent_study)
 
 
 def _generic(d: dict, save: SaveCurves) -> str:
@@ -249,12 +286,14 @@ def build(bench_dir: Path, docs_dir: Path) -> str:
              "CPU machines shared with other jobs, so wall-clock figures are pessimistic; ratios "
              "are measured within one run. Analysis and history: [notes](#notes) below."]
     done: set[Path] = set()
-    for prefix, title, command, builder in SECTIONS:
-        paths = sorted(bench_dir.glob(f"{prefix}*.json"))
+    for pattern, title, command, builder in SECTIONS:
+        paths = sorted(bench_dir.glob(f"{pattern}.json"))
         done.update(paths)
-        if builder is classifier and paths:  # one table over the command's file and its variants
-            parts += ["", f"## {title}", "", f"`{command}`", "",
-                      classifier({p.name: json.loads(p.read_text()) for p in paths}, save)]
+        if builder in MULTI_FILE:
+            needed = 2 if builder is agent_study else 1  # a candidate beside today's default
+            if len(paths) >= needed:
+                parts += ["", f"## {title}", "", f"`{command}`", "",
+                          builder({p.name: json.loads(p.read_text()) for p in paths}, save)]
             continue
         for path in paths:
             parts += ["", f"## {title}", "", f"`{command}`" if path.name in command

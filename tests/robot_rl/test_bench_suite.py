@@ -1,5 +1,6 @@
 """`robot-rl bench learn --task suite`, end to end on its cheapest task with a tiny budget: a
-real training process per run, the JSON it writes, resuming without rerunning, the report."""
+real training process per run, the JSON it writes, resuming without rerunning, the report (and
+a candidate default agent's run beside it)."""
 import json
 import time
 
@@ -39,6 +40,16 @@ def test_suite_runs_writes_resumes_and_reports(tmp_path):
     page = report.build(tmp_path / "bench", tmp_path / "docs")
     assert "## Every sim task, one default agent" in page and "| PandaReach | state |" in page
     assert (tmp_path / "docs" / "img" / "suite_PandaReach.png").stat().st_size > 1000
+    assert "## Choosing the default agent" not in page  # no candidate yet
+    # a candidate default: the same command with an override, side by side with the default
+    suite.run(seeds=1, json_path=str(tmp_path / "bench" / "suite_mc_floor.json"),
+              runs_dir=str(tmp_path / "candidate"), overrides=[*TINY, "agent.mc_target_floor=true"],
+              envs=envs)
+    page = report.build(tmp_path / "bench", tmp_path / "docs")
+    study = page.split("## Choosing the default agent")[1].split("\n## ")[0]
+    assert "| PandaReach | default | `suite.json` |" in study
+    assert "| PandaReach | `agent.mc_target_floor=true` | `suite_mc_floor.json` |" in study
+    assert (tmp_path / "docs" / "img" / "agent_study_PandaReach.png").stat().st_size > 1000
 
 
 def test_an_env_outside_the_suite_is_refused(tmp_path):
