@@ -81,6 +81,12 @@ def _cmd_eval(args) -> int:
         print(json.dumps(evaluate_policy(lambda o: agent.act_batch(o, deterministic=True), venv,
                                          args.episodes, args.seed, progress=True)))
         return 0
+    if args.critic:
+        from robot_rl.critic_check import critic_check, format_report
+        res = critic_check(agent, cfg, args.episodes, args.seed)
+        print(format_report(res))
+        print(json.dumps(res))
+        return 0
     env = train.make_env(cfg)
     video = Path(args.run_dir) / "videos" / "eval_cli.mp4" if args.video else None
     res = train.evaluate(agent, env, args.episodes, args.seed, video, progress=True)
@@ -221,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", choices=["mujoco", "mjx"], default="mujoco",
                    help="mjx: batched MuJoCo XLA envs (state tasks; needs the mjx extra)")
     e.add_argument("--envs", type=int, default=16, help="mjx: parallel environments")
+    e.add_argument("--critic", action="store_true",
+                   help="instead: the critic's Q along the demo policy's successful episodes vs "
+                        "their discounted returns (robot_rl/critic_check.py)")
     e.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", help="benchmarks (ratios against baselines from the same run)")

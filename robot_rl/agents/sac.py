@@ -639,6 +639,15 @@ class SACAgent:
             a = torch.cat([a, grasp_index_to_action(g).unsqueeze(-1)], dim=-1)
         return a.float().cpu().numpy()
 
+    @torch.no_grad()
+    def q_values(self, obs: Mapping[str, Any], actions: Any) -> np.ndarray:
+        """Critic ensemble mean ``[N]`` of batched observations and their ``[N, A]`` actions
+        (policy units, [-1, 1]), in the critic's reward units."""
+        t = {k: self._tensor(obs[k], torch.uint8 if np.asarray(obs[k]).dtype == np.uint8 else torch.float32)
+             for k in self.encoder.vector_keys + self.encoder.image_keys}
+        a = self._tensor(actions)[:, : self.arm_dim]
+        return self.critic(self.encoder(t), a).mean(dim=0).reshape(-1).float().cpu().numpy()
+
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> Dict[str, Any]:
         """Everything needed to resume exactly (modules, optimizers, temperature, counters, RNG).
