@@ -203,7 +203,8 @@ def agent_study(files: dict[str, dict], save: SaveCurves) -> str:
         return " ".join(f"`{o}`" for o in overrides(d) if o not in base) or "default"
 
     rows, curves = [], {}
-    for env_id in dict.fromkeys(e for d in files.values() for e in d["tasks"]):
+    candidates = [d for name, d in files.items() if name != "suite.json"]
+    for env_id in dict.fromkeys(e for d in candidates for e in d["tasks"]):
         name = env_id.split("/")[-1].removesuffix("-v0")
         for fname, d in files.items():
             t = d["tasks"].get(env_id)
