@@ -3,7 +3,9 @@
 Runs the run's demo source (our sim task's scripted expert, or the `demos.policy` hook on a
 user's env) on held-out seeds and compares the critic's Q of every state-action pair of its
 successful episodes with the discounted return that pair actually got (in the critic's reward
-units, `agent.reward_scale * r + reward_bias`), grouped by steps before the episode's end.
+units, `agent.reward_scale * r + reward_bias`), grouped by steps before the episode's end. The
+returns are of the env's own reward: for a run trained on a learned reward (`env.reward`) they
+are what the task paid, not what the model did.
 
 A critic that learned the task values the expert's actions close to their returns; one that
 far underrates them near the goal cannot tell succeeding from failing there, however long the
