@@ -619,11 +619,7 @@ class SACAgent:
     def act_batch(self, obs: Mapping[str, Any], deterministic: bool = False) -> np.ndarray:
         """Batched observation dict (leading dim N) -> env actions ``float32 [N, A]`` in [-1, 1],
         one forward pass for N environments (vector envs, V-GPS candidates)."""
-        t = {}
-        for k in self.encoder.vector_keys + self.encoder.image_keys:
-            v = torch.as_tensor(np.asarray(obs[k])).to(self.device)
-            t[k] = v.float() if v.dtype in (torch.float16, torch.float64) else v
-        feat = self.encoder(t)
+        feat = self.encoder(self._obs_to_tensors(obs, augment=False))
         n = feat.shape[0]
         if deterministic:
             a = self.actor.deterministic(feat)
@@ -643,10 +639,9 @@ class SACAgent:
     def q_values(self, obs: Mapping[str, Any], actions: Any) -> np.ndarray:
         """Critic ensemble mean ``[N]`` of batched observations and their ``[N, A]`` actions
         (policy units, [-1, 1]), in the critic's reward units."""
-        t = {k: self._tensor(obs[k], torch.uint8 if np.asarray(obs[k]).dtype == np.uint8 else torch.float32)
-             for k in self.encoder.vector_keys + self.encoder.image_keys}
+        feat = self.encoder(self._obs_to_tensors(obs, augment=False))
         a = self._tensor(actions)[:, : self.arm_dim]
-        return self.critic(self.encoder(t), a).mean(dim=0).reshape(-1).float().cpu().numpy()
+        return self.critic(feat, a).mean(dim=0).reshape(-1).float().cpu().numpy()
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> Dict[str, Any]:
