@@ -196,8 +196,7 @@ class Trainer:
         # with a reward model the env's own reward and termination are kept too, so a new
         # model can relabel what is stored (`set_reward_model`)
         extras = {**DEFAULT_EXTRA_SPEC, **(REWARD_MODEL_EXTRAS if cfg.env.reward else {})}
-        self.calibrated = self.agent.uses_mc_bounds  # each episode's Monte-Carlo returns
-        if self.calibrated:
+        if self.agent.uses_mc_bounds:  # each episode's Monte-Carlo returns
             extras["mc_bound"] = ((), np.float32)
         # per actor stream (one in a local run): the current episode's online transitions and
         # rewards, whose Monte-Carlo returns are written when it ends
@@ -320,7 +319,7 @@ class Trainer:
         for t in transitions:
             t["action"] = scale.to_policy(t["action"])
         relabeled = self._relabel_with_reward_model(transitions)
-        if self.calibrated:
+        if self.agent.uses_mc_bounds:
             self._add_mc_bounds(transitions)
         for t in transitions:
             self.demo.insert(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
@@ -330,7 +329,8 @@ class Trainer:
               + (" (rewards relabeled by the reward model)" if relabeled else ""))
 
     def mc_bounds(self, rewards: list[float], terminated: bool) -> np.ndarray:
-        """Cal-QL's Monte-Carlo lower bounds of one episode, in the critic's reward units."""
+        """The Monte-Carlo returns of one episode (Cal-QL's bounds, `mc_target_floor`'s floor),
+        in the critic's reward units."""
         from robot_rl.agents.conservative import mc_lower_bounds
         a = self.cfg.agent
         return mc_lower_bounds(rewards, terminated, a.gamma, a.reward_scale, a.reward_bias, a.reward_min)
@@ -518,7 +518,7 @@ class Trainer:
             return
         executed = info.get("intervene_action", info.get("action", action))
         tid = self.online.insert(obs, executed, reward, next_obs, term, trunc, info)
-        if self.calibrated:
+        if self.agent.uses_mc_bounds:
             ids, rewards = self.open_episodes.setdefault(episode_fields.get("stream"), ([], []))
             ids.append(tid)
             rewards.append(float(reward))
