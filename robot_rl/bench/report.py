@@ -204,6 +204,8 @@ def agent_study(files: dict[str, dict], save: SaveCurves) -> str:
 
     rows, curves = [], {}
     candidates = [d for name, d in files.items() if name != "suite.json"]
+    if not candidates:
+        return ""  # no section without a candidate beside today's default
     for env_id in dict.fromkeys(e for d in candidates for e in d["tasks"]):
         name = env_id.split("/")[-1].removesuffix("-v0")
         for fname, d in files.items():
@@ -291,10 +293,9 @@ def build(bench_dir: Path, docs_dir: Path) -> str:
         paths = sorted(bench_dir.glob(f"{pattern}.json"))
         done.update(paths)
         if builder in MULTI_FILE:
-            needed = 2 if builder is agent_study else 1  # a candidate beside today's default
-            if len(paths) >= needed:
-                parts += ["", f"## {title}", "", f"`{command}`", "",
-                          builder({p.name: json.loads(p.read_text()) for p in paths}, save)]
+            body = builder({p.name: json.loads(p.read_text()) for p in paths}, save) if paths else ""
+            if body:
+                parts += ["", f"## {title}", "", f"`{command}`", "", body]
             continue
         for path in paths:
             parts += ["", f"## {title}", "", f"`{command}`" if path.name in command
