@@ -81,7 +81,10 @@ class FeetechBusPeer:
         self.lock = threading.Lock()
         self.master, self._slave = os.openpty()
         tty.setraw(self._slave)
-        self.port = os.ttyname(self._slave)
+        # the pty by this process's descriptor, not its /dev/pts name: on a machine with more
+        # than one devpts mounted on /dev/pts, that name was seen not to resolve (ENOENT) in
+        # the client a moment later; /proc/PID/fd/N opens this very pty whatever is mounted
+        self.port = f"/proc/{os.getpid()}/fd/{self._slave}"
         self.packets = 0
         self.sync_reads = 0  # answered SYNC_READs: a client polling the arm
         self.goals: list[tuple[float, int, int]] = []  # (time, id, goal) of every goal written
