@@ -50,6 +50,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     exit 1
   fi
   .venv-gymhil/bin/python -m pip check >&2
+  bash scripts/share_venv_files.sh .venv-gymhil  # its torch is .venv's: ~5.8 GB shared
   echo "$WANT" > "$STAMP"
 fi
 

@@ -83,8 +83,10 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || [ ! -x "$VENV/bin/py
   start=$(date +%s)
   # pip's constraints file here caps torch for our 3.11 venv; lerobot picks its own (< 2.12).
   "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
-  "$VENV/bin/python" -m pip install -q "lerobot[dataset,feetech]==$LEROBOT_VERSION" 2>&1 \
+  # --no-cache-dir: ~3 GB of downloaded wheels would otherwise stay in pip's cache
+  "$VENV/bin/python" -m pip install -q --no-cache-dir "lerobot[dataset,feetech]==$LEROBOT_VERSION" 2>&1 \
     | { grep -v "is ignored" || true; }  # pip's status survives (pipefail)
+  [ -x .venv/bin/python ] && bash scripts/share_venv_files.sh "$VENV"  # CUDA libraries in common
   echo "installed in $(( $(date +%s) - start )) s"
   echo "$WANT" > "$STAMP"
 fi
