@@ -86,7 +86,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || [ ! -x "$VENV/bin/py
   # --no-cache-dir: ~3 GB of downloaded wheels would otherwise stay in pip's cache
   "$VENV/bin/python" -m pip install -q --no-cache-dir "lerobot[dataset,feetech]==$LEROBOT_VERSION" 2>&1 \
     | { grep -v "is ignored" || true; }  # pip's status survives (pipefail)
-  [ -x .venv/bin/python ] && bash scripts/share_venv_files.sh "$VENV"  # CUDA libraries in common
+  bash scripts/share_venv_files.sh "$VENV"  # CUDA libraries in common with .venv
   echo "installed in $(( $(date +%s) - start )) s"
   echo "$WANT" > "$STAMP"
 fi

@@ -4,14 +4,14 @@
 # libraries), .venv-lerobot the same CUDA libraries in part (~1.5 GB). CI disks can be small:
 # a run on a disk with less free space than all venvs' copies failed with ENOSPC.
 # Safe with pip: it replaces files, never rewrites them in place. Skipped where util-linux's
-# `hardlink` is missing (the venvs then just take more disk).
+# `hardlink` or .venv is missing (the venvs then just take more disk).
 #
 #   bash scripts/share_venv_files.sh .venv-gymhil
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="$1"
-if ! command -v hardlink >/dev/null; then
-  echo "note: util-linux 'hardlink' not found: $VENV keeps its own copies of .venv's files" >&2
+if [ ! -x .venv/bin/python ] || ! command -v hardlink >/dev/null; then
+  echo "note: no .venv or no util-linux 'hardlink': $VENV keeps its own copies of its files" >&2
   exit 0
 fi
 site() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
