@@ -48,10 +48,13 @@ def test_repeated_reflexes_stop_the_arm_and_end_the_episode(franka_sim):
     """Without the bound (the old driver), each yaw correction trips a reflex; the driver used
     to recover every time (21 recoveries in one reset) and report `in_control`, no error.
     Now the fourth reflex within 10 s stops the arm with an `ArmFaultError` (a
-    `ConnectionLostError`: the episode ends, truncated), and the next reset clears it."""
+    `ConnectionLostError`: the episode ends, truncated), and the next reset clears it.
+    The TCP watch is widened to 1 m here: with the CPU starved (CI; 8 busy loops here, 1 run
+    in 9) franka-sim's arm under this unbounded preset swings 0.25 m before the fourth
+    reflex and the divergence watch, tested on its own below, stops it first."""
     host = franka_sim(enforce_limits=True)
     arm = FrankaArm(host, impedance="precise", connect_timeout_s=30, torque_fraction=None,
-                    max_recoveries=3).connect()
+                    max_recoveries=3, max_tracking_error=1.0).connect()
     try:
         s = arm.state()
         pos, quat = s.tcp_pose[:3], s.tcp_pose[3:]
