@@ -100,6 +100,9 @@ class SACConfig:
         False, "floor each TD target at the Monte-Carlo return of the rest of its episode (MCAC): "
                "a demo's or a successful episode's value is never bootstrapped below what was "
                "achieved, which stops the min-of-critics pessimism dragging sparse-reward values down")
+    n_step: int = setting(1, "TD targets over up to n_step rewards of the same episode, then "
+                             "gamma^k times the bootstrap (n-step returns; uncorrected off-policy)",
+                          range=COUNT)
     grad_clip_norm: Optional[float] = setting(None, "clip each network's gradient to this norm; None: off",
                                               range=POSITIVE)
     # --- Cal-QL's online phase (robot_rl/agents/conservative.py); 0: plain SAC/RLPD

@@ -216,7 +216,7 @@ class Trainer:
         self.normalized = False
         self.elapsed = 0.0
         self.metrics = MetricsLogger(self.run_dir)
-        self.sample = self.sampler.sample_fn(cfg.agent.batch_size, self.rng)
+        self.sample = self.sampler.sample_fn(cfg.agent.batch_size, self.rng, n_step=cfg.agent.n_step)
         self.updates_since, self.t_last, self.upd_rate = 0, time.perf_counter(), 0.0
         if resume:
             self._restore()

@@ -93,8 +93,8 @@ class CompiledUpdate:
     def _critic_update(self, b, next_noise, idx, alpha, params, state, settings):
         """Returns the loss stats and the encoder features (detached) the actor step uses."""
         agent = self.agent
-        args = (b["obs"], b["next_obs"], b["action"], b["reward"], b["terminated"], b["grasp_penalty"],
-                next_noise, idx, alpha, b.get("conservative"), agent._target_floor(b))
+        args = (b["obs"], b["next_obs"], b["action"], b["reward"], b["terminated"], b["discount"],
+                b["grasp_penalty"], next_noise, idx, alpha, b.get("conservative"), agent._target_floor(b))
 
         def objective(ps):
             loss, feat, stats = functional_call(self.critic_call, dict(zip(self.critic_names, ps)), args)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -83,12 +83,13 @@ def compute_target_q(
     reward: torch.Tensor,
     terminated: torch.Tensor,
     next_q: torch.Tensor,
-    gamma: float,
+    gamma: Any,
     next_log_prob: Optional[torch.Tensor] = None,
     alpha: Any = 0.0,
     backup_entropy: bool = False,
 ) -> torch.Tensor:
-    """``r + gamma * (1 - terminated) * (min_m Q'_m(s', a') [- alpha * log pi(a'|s')])``.
+    """``r + gamma * (1 - terminated) * (min_m Q'_m(s', a') [- alpha * log pi(a'|s')])``;
+    ``gamma`` a float or a [B] tensor (``gamma ** k`` after a k-step return).
 
     ``next_q`` is ``[M, B]`` (the already-subsampled target critics; min over dim 0) or ``[B]``.
     """
@@ -160,7 +161,7 @@ def double_dqn_target(
     terminated: torch.Tensor,
     next_q_online: torch.Tensor,
     next_q_target: torch.Tensor,
-    gamma: float,
+    gamma: Any,
     penalty: Any = 0.0,
 ) -> torch.Tensor:
     """Double-DQN target ``(r + penalty) + gamma (1 - d) Q_target(s', argmax_a Q_online(s', a))``."""
@@ -403,9 +404,9 @@ class SACAgent:
             "obs": self._obs_to_tensors(batch["obs"], augment),
             "next_obs": self._obs_to_tensors(batch["next_obs"], augment),
             "action": self._tensor(batch["action"]),
-            "reward": self._tensor(batch["reward"]).reshape(-1),
             "terminated": self._tensor(batch["terminated"]).reshape(-1),
         }
+        b["reward"], b["discount"] = self._returns(batch)
         gp = batch.get("grasp_penalty")
         b["grasp_penalty"] = self._tensor(gp).reshape(-1) if gp is not None else torch.zeros_like(b["reward"])
         if self.uses_mc_bounds:
@@ -415,6 +416,21 @@ class SACAgent:
             b["mc_bound"] = self._tensor(batch["mc_bound"]).reshape(-1)
         return b
 
+    def _returns(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(the critics' reward, the bootstrap's discount), both [B]: ``reward_scale * r +
+        reward_bias`` and ``gamma``; with n-step batches (``"rewards"`` [B, n], ``"steps"``
+        [B], see ReplayBuffer.get) the discounted sum of the first ``steps`` scaled rewards
+        and ``gamma ** steps``."""
+        c = self.config
+        if "rewards" not in batch:
+            r = c.reward_scale * self._tensor(batch["reward"]).reshape(-1) + c.reward_bias
+            return r, torch.full_like(r, c.gamma)
+        rewards = self._tensor(batch["rewards"])
+        steps = self._tensor(batch["steps"])
+        k = torch.arange(rewards.shape[1], device=rewards.device, dtype=rewards.dtype)
+        weight = c.gamma ** k * (k < steps.unsqueeze(1)).to(rewards.dtype)
+        return ((c.reward_scale * rewards + c.reward_bias) * weight).sum(1), c.gamma ** steps
+
     # ------------------------------------------------------------------ losses (compilable, RNG-free)
     def _critic_loss(
         self,
@@ -423,6 +439,7 @@ class SACAgent:
         action: torch.Tensor,
         reward: torch.Tensor,
         terminated: torch.Tensor,
+        discount: torch.Tensor,
         grasp_penalty: torch.Tensor,
         next_noise: torch.Tensor,
         idx: torch.Tensor,
@@ -434,16 +451,16 @@ class SACAgent:
         (Cal-QL's online phase: the random draws, Monte-Carlo bounds and weight from
         ``_conservative_inputs``), the weighted conservative term of agents/conservative.py.
         ``target_floor`` (`mc_target_floor`: the batch's Monte-Carlo returns) lower-bounds the
-        ensemble's TD targets."""
+        ensemble's TD targets. ``reward`` and ``discount`` come from ``_returns`` (scaled;
+        n-step where the batch is)."""
         cfg = self.config
-        reward = cfg.reward_scale * reward + cfg.reward_bias
         feat = self.encoder(obs)
         with torch.no_grad():
             next_feat = self.encoder(next_obs)
             next_feat_t = self.target_encoder(next_obs) if self.target_encoder is not None else next_feat
             next_action, next_logp = self.actor.sample(next_feat, next_noise)
             next_q = self.target_critic(next_feat_t, next_action, idx)
-            target = compute_target_q(reward, terminated, next_q, cfg.gamma, next_logp, alpha, cfg.backup_entropy)
+            target = compute_target_q(reward, terminated, next_q, discount, next_logp, alpha, cfg.backup_entropy)
             if target_floor is not None:
                 target = torch.maximum(target, target_floor)
         q = self.critic(feat, action[:, : self.arm_dim])
@@ -462,7 +479,7 @@ class SACAgent:
             with torch.no_grad():
                 penalty = grasp_penalty + cfg.grasp_penalty * (g_idx != GRASP_STAY).to(reward.dtype)
                 g_target = double_dqn_target(
-                    reward, terminated, self.grasp(next_feat), self.target_grasp(next_feat_t), cfg.gamma, penalty
+                    reward, terminated, self.grasp(next_feat), self.target_grasp(next_feat_t), discount, penalty
                 )
             gq = self.grasp(feat.detach()).gather(-1, g_idx.unsqueeze(-1)).squeeze(-1)
             grasp_loss = (gq - g_target).pow(2).mean()
@@ -492,8 +509,8 @@ class SACAgent:
         """Critic step (+ actor and temperature step): the reference for ``CompiledUpdate``."""
         cfg = self.config
         loss, feat, cstats = self._critic_loss(
-            b["obs"], b["next_obs"], b["action"], b["reward"], b["terminated"], b["grasp_penalty"],
-            next_noise, idx, alpha, b.get("conservative"), self._target_floor(b),
+            b["obs"], b["next_obs"], b["action"], b["reward"], b["terminated"], b["discount"],
+            b["grasp_penalty"], next_noise, idx, alpha, b.get("conservative"), self._target_floor(b),
         )
         self._step(self.critic_opt, loss, cfg.grad_clip_norm)
         self._polyak()

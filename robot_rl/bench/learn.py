@@ -69,7 +69,7 @@ def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = (
         nxt, r, term, trunc, _ = env.step(a)
         buf.insert(obs, a, r, nxt, term, trunc)
         obs = nxt if not (term or trunc) else env.reset()[0]
-    sample = buf.sample_fn(cfg.agent.batch_size, rng)
+    sample = buf.sample_fn(cfg.agent.batch_size, rng, n_step=cfg.agent.n_step)
     gemm_before = gemm_flops_per_s()
     utd = cfg.agent.utd_ratio  # updates per call, as in training
     for _ in range(5):  # warm-up (and compilation)

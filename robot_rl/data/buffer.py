@@ -316,23 +316,48 @@ class ReplayBuffer:
         """Global ids of all sampleable transitions, oldest first."""
         return np.arange(self._valid_start, self._trans_written, dtype=np.int64)
 
-    def get(self, ids: np.ndarray) -> Dict[str, Any]:
-        """Gather transitions by global id (see :meth:`valid_ids`)."""
+    def get(self, ids: np.ndarray, n_step: int = 1) -> Dict[str, Any]:
+        """Gather transitions by global id (see :meth:`valid_ids`).
+
+        With ``n_step > 1`` each transition is extended along its episode by up to
+        ``n_step - 1`` later ones (fewer where the episode ends or the writes stop):
+        ``"rewards"`` [B, n_step] holds their rewards (0 after the last), ``"steps"`` [B] how
+        many there are, and ``next_obs``, ``terminated`` and ``truncated`` are the last one's.
+        Every other field stays the first transition's."""
         ids = np.asarray(ids, dtype=np.int64)
         if ids.size and (ids.min() < self._valid_start or ids.max() >= self._trans_written):
             raise IndexError("transition id out of the valid range")
         slots = ids % self.capacity
+        batch: Dict[str, Any] = {k: v[slots] for k, v in {**self._fields, **self._extras}.items()}
+        last = slots
+        if n_step > 1:
+            last, batch["rewards"], batch["steps"] = self._extend(ids, n_step)
+            batch["terminated"], batch["truncated"] = (self._fields["terminated"][last],
+                                                       self._fields["truncated"][last])
         ofs = self._obs_fid[slots] % self.frame_capacity
-        nfs = self._next_fid[slots] % self.frame_capacity
-        batch: Dict[str, Any] = {
-            "obs": {k: v[ofs] for k, v in self._frames.items()},
-            "next_obs": {k: v[nfs] for k, v in self._frames.items()},
-        }
-        for k, v in self._fields.items():
-            batch[k] = v[slots]
-        for k, v in self._extras.items():
-            batch[k] = v[slots]
+        nfs = self._next_fid[last] % self.frame_capacity
+        batch["obs"] = {k: v[ofs] for k, v in self._frames.items()}
+        batch["next_obs"] = {k: v[nfs] for k, v in self._frames.items()}
         return batch
+
+    def _extend(self, ids: np.ndarray, n_step: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(slot of each id's last transition, rewards [B, n_step], steps [B]): transition
+        ``t + 1`` continues ``t`` when ``t`` did not end its episode and ``t + 1``'s
+        observation is ``t``'s next frame (the chain ``insert`` writes)."""
+        f = self._fields
+        last = ids % self.capacity
+        rewards = np.zeros((len(ids), n_step), np.float32)
+        rewards[:, 0] = f["reward"][last]
+        steps = np.ones(len(ids), np.int64)
+        going = np.ones(len(ids), bool)
+        for j in range(1, n_step):
+            nxt = ids + j
+            going &= ~(f["terminated"][last] | f["truncated"][last]) & (nxt < self._trans_written)
+            going &= self._obs_fid[nxt % self.capacity] == self._next_fid[last]
+            last = np.where(going, nxt % self.capacity, last)
+            rewards[:, j] = np.where(going, f["reward"][last], 0.0)
+            steps += going
+        return last, rewards, steps
 
     def set_extra(self, key: str, ids: np.ndarray, values: Any) -> None:
         """Write an extra of stored transitions (by global id) after the fact, e.g. the
@@ -359,26 +384,29 @@ class ReplayBuffer:
         return changed
 
     def sample(
-        self, batch_size: int, rng: np.random.Generator, as_torch: bool = False, device: Any = None
+        self, batch_size: int, rng: np.random.Generator, as_torch: bool = False, device: Any = None,
+        n_step: int = 1,
     ) -> Dict[str, Any]:
         """Uniformly sample ``batch_size`` transitions (with replacement).
 
         Returns ``{"obs": {key: arr}, "next_obs": {...}, "action" [B,A] f32, "reward" [B] f32,
         "terminated", "truncated", "intervention", "is_demo" [B] bool, <extras>}``
+        (+ ``"rewards"``, ``"steps"`` with ``n_step > 1``, see :meth:`get`)
         as numpy arrays, or torch tensors if ``as_torch``.
         """
         n = len(self)
         if n == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         ids = self._valid_start + rng.integers(0, n, size=batch_size)
-        batch = self.get(ids)
+        batch = self.get(ids, n_step)
         return to_torch(batch, device) if as_torch else batch
 
-    def sample_fn(self, batch_size: int, rng: np.random.Generator, device: Any = None
-                  ) -> Callable[[int], Dict[str, Any]]:
+    def sample_fn(self, batch_size: int, rng: np.random.Generator, device: Any = None,
+                  n_step: int = 1) -> Callable[[int], Dict[str, Any]]:
         """``fn(num_batches=1)``: ``num_batches`` minibatches of ``batch_size``, stacked along
         the batch dim (one gather and one tensor conversion for all of them)."""
-        return lambda num_batches=1: self.sample(batch_size * num_batches, rng, as_torch=True, device=device)
+        return lambda num_batches=1: self.sample(batch_size * num_batches, rng, as_torch=True,
+                                                 device=device, n_step=n_step)
 
     # ------------------------------------------------------------------ persistence
     def _meta(self) -> Dict[str, Any]:
@@ -520,16 +548,16 @@ class MixedSampler:
 
     def sample(
         self, batch_size: int, rng: np.random.Generator, as_torch: bool = False, device: Any = None,
-        num_batches: int = 1,
+        num_batches: int = 1, n_step: int = 1,
     ) -> Dict[str, Any]:
         """``num_batches`` minibatches of ``batch_size`` stacked along the batch dim; each
         minibatch has its demo part first, then its online part."""
         n_demo, n_online = self.split(batch_size)
         parts = []
         if n_demo:
-            parts.append(self.demo_buffer.sample(n_demo * num_batches, rng))
+            parts.append(self.demo_buffer.sample(n_demo * num_batches, rng, n_step=n_step))
         if n_online:
-            parts.append(self.online_buffer.sample(n_online * num_batches, rng))
+            parts.append(self.online_buffer.sample(n_online * num_batches, rng, n_step=n_step))
         if len(parts) == 1:
             batch = parts[0]
         else:  # interleave per minibatch: [demo_0, online_0, demo_1, online_1, ...]
@@ -538,9 +566,9 @@ class MixedSampler:
                 axis=1).reshape(num_batches * batch_size, *d.shape[1:]), parts[0], parts[1])
         return to_torch(batch, device) if as_torch else batch
 
-    def sample_fn(self, batch_size: int, rng: np.random.Generator, device: Any = None
-                  ) -> Callable[[int], Dict[str, Any]]:
+    def sample_fn(self, batch_size: int, rng: np.random.Generator, device: Any = None,
+                  n_step: int = 1) -> Callable[[int], Dict[str, Any]]:
         """``fn(num_batches=1)``: ``num_batches`` minibatches of ``batch_size``, each with the
         demo share, stacked along the batch dim."""
         return lambda num_batches=1: self.sample(batch_size, rng, as_torch=True, device=device,
-                                                 num_batches=num_batches)
+                                                 num_batches=num_batches, n_step=n_step)

@@ -235,3 +235,47 @@ def test_insert_refuses_what_it_would_store_wrongly(change, message):
     assert len(buf) == 2 and buf.frames_written == frames    # nothing was written
     after = buf.get(buf.valid_ids())
     np.testing.assert_array_equal(after["obs"]["state"], before["obs"]["state"])
+
+
+@pytest.mark.parametrize("capacity", [1000, 12])
+def test_n_step_batches_follow_each_episode_and_stop_at_its_end(capacity):
+    """`get(ids, n_step)` against a walk by hand: rewards of the same episode's next steps,
+    zero after it ends (terminated or truncated) or where nothing was written yet, the last
+    step's next obs and end flags; the ring (capacity 12 < 19 written wraps) changes nothing."""
+    buf = ReplayBuffer(capacity, _spec(), 2)
+    lengths, endings = [5, 2, 7, 1, 4], ["terminated", "truncated", "terminated", "truncated", None]
+    _fill(buf, lengths, endings=endings)  # the last episode is still running (no end flag)
+    eps = [(ep, t, T, endings[ep]) for ep, T in enumerate(lengths) for t in range(T)]
+    ids = buf.valid_ids()
+    batch = buf.get(ids, n_step=3)
+    for row, tid in enumerate(ids):
+        ep, t, T, end = eps[tid]
+        k = min(3, T - t)
+        assert batch["steps"][row] == k
+        np.testing.assert_array_equal(batch["rewards"][row], [ep * 100 + t + j if j < k else 0
+                                                              for j in range(3)])
+        np.testing.assert_array_equal(batch["obs"]["state"][row], [ep, t, 0.5])
+        np.testing.assert_array_equal(batch["next_obs"]["state"][row], [ep, t + k, 0.5])
+        assert batch["next_obs"]["front"][row, 0, 0, 0] == (ep * 16 + t + k) % 256
+        ends_here = t + k == T
+        assert batch["terminated"][row] == (ends_here and end == "terminated")
+        assert batch["truncated"][row] == (ends_here and end == "truncated")
+        assert batch["reward"][row] == ep * 100 + t          # the first step's own fields
+        assert batch["intervention"][row] == (t % 2 == 1)
+    one = buf.get(ids)  # n_step 1: no extra keys, the same as before
+    assert "rewards" not in one and "steps" not in one
+    _check_consistent(one)
+
+
+def test_n_step_chains_break_at_a_reset_without_done_flag():
+    """A new episode inserted without an end flag on the previous one (the obs do not chain)
+    is not summed into it."""
+    buf = ReplayBuffer(50, _spec(), 2)
+    for t in range(3):
+        buf.insert(_obs(0, t), np.zeros(2, np.float32), 1.0, _obs(0, t + 1), False)
+    for t in range(3):
+        buf.insert(_obs(1, t), np.zeros(2, np.float32), 10.0, _obs(1, t + 1), False)
+    b = buf.get(np.arange(6), n_step=4)
+    np.testing.assert_array_equal(b["steps"], [3, 2, 1, 3, 2, 1])
+    np.testing.assert_array_equal(b["rewards"].sum(1), [3, 2, 1, 30, 20, 10])
+    np.testing.assert_array_equal(b["next_obs"]["state"][:, :2], [[0, 3]] * 3 + [[1, 3]] * 3)

@@ -121,6 +121,39 @@ def test_agent_target_matches_manual_subset_min():
     assert len(set(idx.tolist())) == 3
 
 
+def test_n_step_target_sums_scaled_rewards_then_bootstraps_with_gamma_to_the_k():
+    """`agent.n_step`: a batch from a real buffer's episodes (`get(ids, n_step=3)`) gets the
+    target sum_j gamma^j (scale * r_j + bias) over the steps the episode still has, plus
+    gamma^k (1 - terminated) min Q' at the k-th next observation."""
+    rng = np.random.default_rng(0)
+    buf = ReplayBuffer(100, {"state": (3,)}, 2)
+    for ep, T in enumerate([6, 2, 5]):
+        for t in range(T):
+            buf.insert({"state": np.array([ep, t, 0], np.float32)}, rng.uniform(-1, 1, 2),
+                       float(rng.standard_normal()), {"state": np.array([ep, t + 1, 0], np.float32)},
+                       terminated=t == T - 1 and ep != 1, truncated=t == T - 1 and ep == 1)
+    batch = buf.get(buf.valid_ids(), n_step=3)
+    agent = SACAgent({"state": (3,)}, 2, small_cfg(gamma=0.8, n_step=3, reward_scale=2.0,
+                                                   reward_bias=-0.5), seed=1)
+    g = torch.Generator().manual_seed(0)
+    g.set_state(agent.generator.get_state())
+    with torch.no_grad():
+        B = len(batch["steps"])
+        noise = torch.randn(B, 2, generator=g)
+        idx = subsample_indices(g, 4, 2)
+        s2 = torch.as_tensor(batch["next_obs"]["state"])
+        a2, _ = agent.actor.sample(s2, noise)
+        boot = agent.target_critic(s2, a2)[idx].min(0).values
+    expected = []
+    for i in range(B):
+        k = int(batch["steps"][i])
+        ret = sum(0.8 ** j * (2.0 * float(batch["rewards"][i, j]) - 0.5) for j in range(k))
+        expected.append(ret + 0.8 ** k * (1 - float(batch["terminated"][i])) * float(boot[i]))
+    assert sorted(set(batch["steps"].tolist())) == [1, 2, 3]
+    m = agent.update(batch)
+    assert m["target_q"] == pytest.approx(float(np.mean(expected)), rel=1e-5, abs=1e-6)
+
+
 def test_subsample_indices_without_replacement_uniform():
     g = torch.Generator().manual_seed(0)
     counts = np.zeros(10)
