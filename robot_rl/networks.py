@@ -471,6 +471,8 @@ class ObservationEncoder(nn.Module):
         conv_pooling: str = "flatten",
         trunk: Optional[PretrainedTrunk] = None,
         image_keys: Optional[Sequence[str]] = None,
+        fourier_features: int = 0,
+        fourier_scale: float = 3.0,
     ):
         super().__init__()
         self.encoder_type = encoder_type
@@ -485,6 +487,15 @@ class ObservationEncoder(nn.Module):
         self.image_encoders = nn.ModuleDict()
         self._trunk = [trunk]  # plain list: not a registered submodule
         dim = sum(spec[k][0][0] for k in self.vector_keys)
+        # Fourier features of the normalized vector inputs, [sin, cos](2 pi x B) with a fixed
+        # Gaussian B (scale: cycles per std): an MLP fits fine-scale structure of its inputs,
+        # such as a millimetre next to a hole, poorly (spectral bias; Yang et al. 2022 fit
+        # value functions this way). Fixed seed: every copy of the encoder has the same B.
+        B = None
+        if fourier_features and dim:
+            B = torch.randn(dim, fourier_features, generator=torch.Generator().manual_seed(0))
+            B, dim = B * fourier_scale, dim + 2 * fourier_features
+        self.register_buffer("fourier", B)
         # Frozen per-key normalization of vector inputs (set from data by set_normalization).
         # Robot states are metres and radians of a few cm: unnormalized, the critic cannot tell
         # states apart and its values flatten out (docs/results.md).
@@ -531,5 +542,8 @@ class ObservationEncoder(nn.Module):
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         parts = [(obs[k].float() - getattr(self, f"mean_{k}")) / getattr(self, f"std_{k}")
                  for k in self.vector_keys]
+        if self.fourier is not None:
+            angle = 2 * math.pi * torch.cat(parts, dim=-1) @ self.fourier
+            parts += [torch.sin(angle), torch.cos(angle)]
         parts += [self.encode_image(k, obs[k]) for k in self.image_keys]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)

@@ -71,6 +71,11 @@ class SACConfig:
                                               range=COUNT)
     log_std_min: float = setting(-5.0, "lower bound of the actor's log std")
     log_std_max: float = setting(2.0, "upper bound of the actor's log std")
+    fourier_features: int = setting(0, "sin/cos pairs of random Fourier features of the normalized "
+                                       "vector inputs, beside them (fine-scale values); 0: off",
+                                    range=NONNEGATIVE)
+    fourier_scale: float = setting(3.0, "std of the Fourier frequencies, cycles per input std",
+                                   range=POSITIVE)
     # --- image encoder
     image_encoder: str = setting("conv", "conv | pretrained | none (images ignored)")
     image_feature_dim: int = setting(64, "features per image after the encoder head", range=COUNT)

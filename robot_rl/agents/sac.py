@@ -326,6 +326,8 @@ class SACAgent:
             conv_pooling=cfg.conv_pooling,
             trunk=self.trunk,
             image_keys=self.image_keys,
+            fourier_features=cfg.fourier_features,
+            fourier_scale=cfg.fourier_scale,
         )
 
     def _adam(self, params, lr: float) -> torch.optim.Optimizer:

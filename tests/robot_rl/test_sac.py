@@ -331,6 +331,42 @@ def test_conv_encoder_pooling_variants():
         assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
 
 
+def test_fourier_features_resolve_what_a_plain_critic_blurs():
+    """`agent.fourier_features`: the encoder appends sin/cos(2 pi x B) of the normalized vector
+    inputs, with the same B in every agent (checkpoints, target copies), and a critic fed them
+    fits a 5 mm-wide step of value (inputs normalized by a 5 cm std, the insertion's scale)
+    that the same critic without them blurs, at the same number of gradient steps."""
+    spec = {"state": ((3,), np.float32)}
+    cfg = dict(hidden_dims=(64, 64), num_critics=1, critic_subsample=None)
+    a, b = (SACAgent(spec, 1, small_cfg(fourier_features=32, **cfg), seed=s) for s in (1, 2))
+    torch.testing.assert_close(a.encoder.fourier, b.encoder.fourier)
+    a.set_obs_normalization({"state": np.random.default_rng(0).normal(0.5, 0.05, (1000, 3))})
+    x = torch.tensor([[0.52, 0.5, 0.45]])
+    z = (x - a.encoder.mean_state) / a.encoder.std_state
+    angle = 2 * math.pi * z @ a.encoder.fourier
+    torch.testing.assert_close(a.encoder({"state": x}), torch.cat([z, angle.sin(), angle.cos()], -1),
+                               rtol=1e-4, atol=1e-4)
+
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0.4, 0.6, (2048, 3)).astype(np.float32)
+    value = torch.as_tensor((np.abs(pos[:, 0] - 0.5) < 0.0025 * 2).astype(np.float32))  # 5 mm wide
+    errors = {}
+    for ff in (0, 64):
+        torch.manual_seed(0)
+        agent = SACAgent(spec, 1, small_cfg(fourier_features=ff, fourier_scale=3.0, **cfg), seed=0)
+        agent.set_obs_normalization({"state": rng.normal(0.5, 0.05, (1000, 3))})
+        params = [*agent.encoder.parameters(), *agent.critic.parameters()]
+        opt = torch.optim.Adam(params, lr=1e-3)
+        obs, act = {"state": torch.as_tensor(pos)}, torch.zeros(len(pos), 1)
+        for _ in range(600):
+            loss = (agent.critic(agent.encoder(obs), act)[0] - value).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        errors[ff] = loss.item()
+    assert errors[64] < 0.5 * errors[0], errors  # measured: 7e-5 against 1.4e-3
+
+
 def test_image_agent_forward_backward_and_encoder_gets_critic_grads_only():
     rng = np.random.default_rng(0)
     cfg = small_cfg(conv_filters=(8, 8), conv_strides=(2, 2), image_feature_dim=16, utd_ratio=1)
