@@ -58,6 +58,9 @@ def one_run(env_id: str, seed: int, runs_dir: str, overrides: list[str]) -> dict
         child.wait()
         raise
     child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:  # e.g. the run's directory exists: recording it would report a 0% run
+        raise RuntimeError(f"{name} failed (exit {child.returncode}, its error is printed above); "
+                           f"nothing was recorded for it")
     evals = read_metrics(Path(runs_dir) / name, "eval")
     return {"seed": seed, "returncode": child.returncode,
             **reached(evals, THRESHOLD, evals[-1]["wall_clock_s"] if evals else None),

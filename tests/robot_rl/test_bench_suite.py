@@ -35,6 +35,13 @@ def test_suite_runs_writes_resumes_and_reports(tmp_path):
     suite.run(seeds=1, json_path=str(out), runs_dir=str(tmp_path / "runs"), overrides=TINY,
               envs=envs)
     assert time.monotonic() - t0 < 5 and metrics.stat().st_mtime_ns == before  # nothing rerun
+    # a run that fails (here: a new JSON file over the same runs dir, whose run exists) stops
+    # the suite with its name instead of being recorded as a run that never learned
+    other = tmp_path / "other.json"
+    with pytest.raises(RuntimeError, match="suite_PandaReach_seed0 failed"):
+        suite.run(seeds=1, json_path=str(other), runs_dir=str(tmp_path / "runs"), overrides=TINY,
+                  envs=envs)
+    assert not other.exists()
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "suite.json").write_text(out.read_text())
     page = report.build(tmp_path / "bench", tmp_path / "docs")
