@@ -28,6 +28,7 @@ __all__ = [
     "EnsembleLinear",
     "EnsembleLayerNorm",
     "CriticEnsemble",
+    "hl_gauss_probs",
     "TanhGaussianActor",
     "tanh_log_det_jacobian",
     "SpatialSoftmax",
@@ -153,6 +154,13 @@ class CriticEnsemble(nn.Module):
     """Ensemble of ``N`` Q(s, a) MLPs (Linear -> LayerNorm -> act), batched.
 
     ``forward(features [B, F], action [B, A], idx=None) -> [N or M, B]``.
+
+    With ``value_bins`` > 0 each member is an HL-Gauss classification critic (Farebrother
+    et al. 2024, "Stop Regressing"): it outputs logits over ``value_bins`` values evenly
+    spaced over ``value_range``, its Q is their softmax-weighted mean, and ``td_loss``
+    is the cross-entropy against a Gaussian of std ``0.75`` bin widths centred on the
+    TD target (clipped into the range), integrated over each bin. Regression critics
+    (the default) are fit by the squared error.
     """
 
     def __init__(
@@ -163,6 +171,8 @@ class CriticEnsemble(nn.Module):
         hidden_dims: Sequence[int] = (256, 256),
         activation: str = "relu",
         layer_norm: bool = True,
+        value_bins: int = 0,
+        value_range: Tuple[float, float] = (0.0, 1.0),
     ):
         super().__init__()
         self.num_critics = num_critics
@@ -174,7 +184,32 @@ class CriticEnsemble(nn.Module):
             self.norms.append(EnsembleLayerNorm(num_critics, h) if layer_norm else nn.Identity())
             d = h
         self.act = get_activation(activation)
-        self.out = EnsembleLinear(num_critics, d, 1)
+        self.value_bins = int(value_bins)
+        self.out = EnsembleLinear(num_critics, d, max(1, self.value_bins))
+        if self.value_bins:
+            lo, hi = map(float, value_range)
+            if not (hi > lo and self.value_bins >= 2):
+                raise ValueError(f"HL-Gauss critics need value_bins >= 2 and value_range lo < hi, "
+                                 f"got {self.value_bins} bins over {value_range}")
+            width = (hi - lo) / (self.value_bins - 1)
+            # bin centres at exactly lo..hi, so both ends of the range are representable
+            self.register_buffer("bin_centers", torch.linspace(lo, hi, self.value_bins))
+            self.register_buffer("bin_edges", torch.linspace(lo - width / 2, hi + width / 2, self.value_bins + 1))
+            self.sigma = 0.75 * width
+
+    def _outputs(self, features, action, idx, detach_params) -> torch.Tensor:
+        x = torch.cat([features, action], dim=-1)
+        for layer, norm in zip(self.layers, self.norms):
+            x = layer(x, idx, detach_params)
+            if isinstance(norm, EnsembleLayerNorm):
+                x = norm(x, idx, detach_params)
+            x = self.act(x)
+        return self.out(x, idx, detach_params)
+
+    def _values(self, out: torch.Tensor) -> torch.Tensor:
+        if not self.value_bins:
+            return out.squeeze(-1)
+        return out.softmax(-1) @ self.bin_centers
 
     def forward(
         self,
@@ -183,13 +218,25 @@ class CriticEnsemble(nn.Module):
         idx: Optional[torch.Tensor] = None,
         detach_params: bool = False,
     ) -> torch.Tensor:
-        x = torch.cat([features, action], dim=-1)
-        for layer, norm in zip(self.layers, self.norms):
-            x = layer(x, idx, detach_params)
-            if isinstance(norm, EnsembleLayerNorm):
-                x = norm(x, idx, detach_params)
-            x = self.act(x)
-        return self.out(x, idx, detach_params).squeeze(-1)
+        return self._values(self._outputs(features, action, idx, detach_params))
+
+    def td_loss(self, features: torch.Tensor, action: torch.Tensor,
+                target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(loss averaged over members and batch, Q ``[N, B]``) of every member fit to
+        ``target`` ``[B]``: squared error, or HL-Gauss cross-entropy with ``value_bins``."""
+        out = self._outputs(features, action, None, False)
+        q = self._values(out)
+        if not self.value_bins:
+            return (q - target.unsqueeze(0)).pow(2).mean(), q
+        return -(hl_gauss_probs(target, self.bin_edges, self.sigma) * out.log_softmax(-1)).sum(-1).mean(), q
+
+
+def hl_gauss_probs(target: torch.Tensor, edges: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``[B, K]`` mass of a Normal(target clipped into the bins, sigma) in each of the K bins
+    bounded by ``edges`` ``[K + 1]``, renormalised to the bins' span."""
+    t = target.clamp(edges[0], edges[-1]).unsqueeze(-1)
+    cdf = torch.special.ndtr((edges - t) / sigma)
+    return (cdf[:, 1:] - cdf[:, :-1]) / (cdf[:, -1:] - cdf[:, :1])
 
 
 # ---------------------------------------------------------------------------

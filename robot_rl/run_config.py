@@ -69,6 +69,12 @@ class SACConfig:
     num_critics: int = setting(2, "critic ensemble size (RLPD uses 10; 2 learns faster per second here)", range=COUNT)
     critic_subsample: Optional[int] = setting(2, "target critics drawn for the min of the TD target; None: all",
                                               range=COUNT)
+    value_bins: int = setting(0, "HL-Gauss classification critics over this many values spanning "
+                                 "value_range (cross-entropy to a Gaussian around each TD target); "
+                                 "0: regression critics (squared error)", range=NONNEGATIVE)
+    value_range: Tuple[float, float] = setting((0.0, 1.0), "the values value_bins span, in the critics' "
+                                                "(scaled) reward units; TD targets are clipped into it. "
+                                                "(0, 1): a 0/1 success reward that ends the episode")
     log_std_min: float = setting(-5.0, "lower bound of the actor's log std")
     log_std_max: float = setting(2.0, "upper bound of the actor's log std")
     fourier_features: int = setting(0, "sin/cos pairs of random Fourier features of the normalized "

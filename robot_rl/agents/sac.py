@@ -255,7 +255,8 @@ class SACAgent:
             self.encoder = self._make_encoder()
             feat_dim = self.encoder.out_dim
             self.critic = CriticEnsemble(
-                feat_dim, self.arm_dim, cfg.num_critics, cfg.hidden_dims, cfg.activation, cfg.critic_layer_norm
+                feat_dim, self.arm_dim, cfg.num_critics, cfg.hidden_dims, cfg.activation, cfg.critic_layer_norm,
+                cfg.value_bins, cfg.value_range,
             )
             self.actor = TanhGaussianActor(
                 feat_dim,
@@ -465,8 +466,7 @@ class SACAgent:
             target = compute_target_q(reward, terminated, next_q, discount, next_logp, alpha, cfg.backup_entropy)
             if target_floor is not None:
                 target = torch.maximum(target, target_floor)
-        q = self.critic(feat, action[:, : self.arm_dim])
-        critic_loss = (q - target.unsqueeze(0)).pow(2).mean()
+        critic_loss, q = self.critic.td_loss(feat, action[:, : self.arm_dim], target)
         stats = [critic_loss.detach(), q.detach().mean(), target.mean()]
         loss = critic_loss
         if conservative is not None:

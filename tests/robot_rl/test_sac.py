@@ -27,6 +27,7 @@ from robot_rl.networks import (
     CriticEnsemble,
     PretrainedTrunk,
     TanhGaussianActor,
+    hl_gauss_probs,
     random_shift,
 )
 
@@ -367,6 +368,62 @@ def test_fourier_features_resolve_what_a_plain_critic_blurs():
     assert errors[64] < 0.5 * errors[0], errors  # measured: 7e-5 against 1.4e-3
 
 
+def test_hl_gauss_target_distribution():
+    """`hl_gauss_probs`: a Normal(target, 0.75 bin widths) integrated over each bin, so the
+    bins' mean is the target wherever the Gaussian fits in the range, and a target outside the
+    range is clipped to its end."""
+    ens = CriticEnsemble(4, 1, num_critics=1, hidden_dims=(8,), value_bins=51, value_range=(-1.0, 2.0))
+    centers, edges = ens.bin_centers, ens.bin_edges
+    assert centers[0] == -1.0 and centers[-1] == 2.0 and len(edges) == 52
+    assert ens.sigma == pytest.approx(0.75 * 3.0 / 50)
+    target = torch.tensor([-0.5, 0.0, 0.37, 1.5, 7.0, -9.0])
+    p = hl_gauss_probs(target, edges, ens.sigma)
+    assert p.shape == (6, 51) and (p >= 0).all()
+    torch.testing.assert_close(p.sum(-1), torch.ones(6))
+    mean = p @ centers
+    torch.testing.assert_close(mean[:4], target[:4], rtol=0, atol=1e-4)
+    assert 1.95 < mean[4] <= 2.0 and -1.0 <= mean[5] < -0.95  # clipped to the range's ends
+
+
+def test_hl_gauss_critic_learns_values_and_the_agent_trains_with_it():
+    """`agent.value_bins`: each critic outputs logits over value_bins values and its Q is
+    their softmax mean. Fit by `td_loss` (cross-entropy to the HL-Gauss target) to noisy 0/1
+    returns whose mean is a known function of the input, the Q it reports converges to that
+    mean (what a sparse success reward's value is); a regression critic's `td_loss` is the
+    squared error. The whole agent updates with it and keeps its values in the range."""
+    torch.manual_seed(0)
+    ens = CriticEnsemble(1, 1, num_critics=2, hidden_dims=(64, 64), value_bins=21, value_range=(0.0, 1.0))
+    x = torch.rand(4096, 1) * 2 - 1
+    p_success = 0.1 + 0.8 * (x[:, 0] > 0.2).float()  # the value the critic must learn
+    act = torch.zeros(4096, 1)
+    opt = torch.optim.Adam(ens.parameters(), lr=3e-3)
+    for _ in range(400):
+        y = torch.bernoulli(p_success)  # a fresh noisy 0/1 return each step
+        loss, q = ens.td_loss(x, act, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert q.shape == (2, 4096)
+    with torch.no_grad():
+        err = (ens(x, act) - p_success).abs()
+    far = (x[:, 0] - 0.2).abs() > 0.1  # away from the step
+    assert err[:, far].mean() < 0.05, err[:, far].mean()
+
+    reg = CriticEnsemble(1, 1, num_critics=2, hidden_dims=(8,))
+    target = torch.rand(16)
+    loss, q = reg.td_loss(x[:16], act[:16], target)
+    torch.testing.assert_close(loss, (q - target).pow(2).mean())
+
+    agent = SACAgent({"state": ((3,), np.float32)}, 2, small_cfg(value_bins=11, value_range=(0.0, 1.0)))
+    assert agent.critic.out.out_dim == 11
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        m = agent.update(state_batch(rng))
+        assert np.isfinite(m["critic_loss"]) and 0.0 <= m["q"] <= 1.0
+    with pytest.raises(ValueError, match="value_bins >= 2"):
+        SACAgent({"state": ((3,), np.float32)}, 2, small_cfg(value_bins=1))
+
+
 def test_image_agent_forward_backward_and_encoder_gets_critic_grads_only():
     rng = np.random.default_rng(0)
     cfg = small_cfg(conv_filters=(8, 8), conv_strides=(2, 2), image_feature_dim=16, utd_ratio=1)
@@ -545,14 +602,15 @@ def test_act_batch_matches_single_act():
 
 
 @pytest.mark.slow
-def test_compiled_update_matches_eager_and_shares_optimizer_state():
+@pytest.mark.parametrize("value_bins", [0, 21], ids=["regression", "hl_gauss"])
+def test_compiled_update_matches_eager_and_shares_optimizer_state(value_bins):
     """`compile=True` runs each update as one torch.compile graph (torch.func gradients, then
     the eager path's own clipping and Adam step, and Polyak). It must give the eager update's numbers, step for
     step, and keep its Adam state in the torch.optim optimizers, so a checkpoint written by a
     compiled agent resumes an eager one exactly. Covers images (conv encoder, target encoder),
     the grasp critic, gradient clipping, critic subsampling and both graph variants."""
     kw = dict(utd_ratio=2, use_target_encoder=True, conv_filters=(8, 8), conv_strides=(2, 2),
-              image_feature_dim=16, grasp_critic=True, grad_clip_norm=0.5)
+              image_feature_dim=16, grasp_critic=True, grad_clip_norm=0.5, value_bins=value_bins)
     eager, compiled = (SACAgent(image_spec(), 3, small_cfg(compile=c, **kw), seed=1) for c in (False, True))
     for i in range(4):  # critic-only and critic + actor updates, alternating
         batch = image_batch(np.random.default_rng(i))

@@ -77,9 +77,10 @@ def test_online_run_starts_from_the_offline_weights_and_normalization(offline_ru
 def test_every_mismatch_is_named_before_anything_loads(offline_runs, tmp_path):
     with pytest.raises(WarmStartError) as e:
         trainer(tmp_path / "a", f"init.from={offline_runs['calql']}", "agent.hidden_dims=[64, 64]",
-                "agent.actor_hidden_dims=[32, 32]")
+                "agent.actor_hidden_dims=[32, 32]", "agent.value_bins=51")
     msg = str(e.value)
-    for field in ("agent.hidden_dims", "agent.gamma", "agent.reward_scale", "agent.reward_bias"):
+    for field in ("agent.hidden_dims", "agent.gamma", "agent.reward_scale", "agent.reward_bias",
+                  "agent.value_bins"):
         assert field in msg, field
     with pytest.raises(WarmStartError, match="env_state"):  # PandaRelocate: 9-dim env_state
         trainer(tmp_path / "b", f"init.from={offline_runs['calql']}", *FITS, env="robot_rl/PandaRelocate-v0")
