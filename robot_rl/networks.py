@@ -155,6 +155,10 @@ class CriticEnsemble(nn.Module):
 
     ``forward(features [B, F], action [B, A], idx=None) -> [N or M, B]``.
 
+    ``residual_blocks`` > 0 appends BRO-style residual blocks (Nauman et al. 2024) after the
+    hidden layers: ``x + LN(Linear(act(LN(Linear(x)))))`` at the last hidden width, the
+    normalized residual form that lets critics grow deeper without losing plasticity.
+
     With ``value_bins`` > 0 each member is an HL-Gauss classification critic (Farebrother
     et al. 2024, "Stop Regressing"): it outputs logits over ``value_bins`` values evenly
     spaced over ``value_range``, its Q is their softmax-weighted mean, and ``td_loss``
@@ -173,6 +177,7 @@ class CriticEnsemble(nn.Module):
         layer_norm: bool = True,
         value_bins: int = 0,
         value_range: Tuple[float, float] = (0.0, 1.0),
+        residual_blocks: int = 0,
     ):
         super().__init__()
         self.num_critics = num_critics
@@ -184,6 +189,10 @@ class CriticEnsemble(nn.Module):
             self.norms.append(EnsembleLayerNorm(num_critics, h) if layer_norm else nn.Identity())
             d = h
         self.act = get_activation(activation)
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([EnsembleLinear(num_critics, d, d), EnsembleLayerNorm(num_critics, d),
+                           EnsembleLinear(num_critics, d, d), EnsembleLayerNorm(num_critics, d)])
+            for _ in range(residual_blocks))
         self.value_bins = int(value_bins)
         self.out = EnsembleLinear(num_critics, d, max(1, self.value_bins))
         if self.value_bins:
@@ -204,6 +213,9 @@ class CriticEnsemble(nn.Module):
             if isinstance(norm, EnsembleLayerNorm):
                 x = norm(x, idx, detach_params)
             x = self.act(x)
+        for lin1, norm1, lin2, norm2 in self.blocks:
+            y = self.act(norm1(lin1(x, idx, detach_params), idx, detach_params))
+            x = x + norm2(lin2(y, idx, detach_params), idx, detach_params)
         return self.out(x, idx, detach_params)
 
     def _values(self, out: torch.Tensor) -> torch.Tensor:

@@ -65,6 +65,8 @@ class SACConfig:
     actor_hidden_dims: Optional[Tuple[int, ...]] = setting(None, "actor hidden layers; None: hidden_dims", range=COUNT)
     activation: str = setting("relu", "activation of every MLP")
     critic_layer_norm: bool = setting(True, "LayerNorm in the critics (RLPD)")
+    critic_residual_blocks: int = setting(0, "BRO-style residual blocks (Linear-LN-act-Linear-LN plus "
+                                             "the input) after the critics' hidden layers", range=NONNEGATIVE)
     actor_layer_norm: bool = setting(True, "LayerNorm in the actor")
     num_critics: int = setting(2, "critic ensemble size (RLPD uses 10; 2 learns faster per second here)", range=COUNT)
     critic_subsample: Optional[int] = setting(2, "target critics drawn for the min of the TD target; None: all",

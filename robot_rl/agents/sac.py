@@ -256,7 +256,7 @@ class SACAgent:
             feat_dim = self.encoder.out_dim
             self.critic = CriticEnsemble(
                 feat_dim, self.arm_dim, cfg.num_critics, cfg.hidden_dims, cfg.activation, cfg.critic_layer_norm,
-                cfg.value_bins, cfg.value_range,
+                cfg.value_bins, cfg.value_range, cfg.critic_residual_blocks,
             )
             self.actor = TanhGaussianActor(
                 feat_dim,

@@ -62,7 +62,7 @@ def _checks(agent: SACAgent, state: Dict[str, Any], critic: bool, actor: bool) -
         wanted = {"num_critics": off["num_critics"], "hidden_dims": tuple(off["hidden_dims"]),
                   "activation": off["activation"], "critic_layer_norm": True, "gamma": off["gamma"],
                   "reward_scale": off["reward_scale"], "reward_bias": off["reward_bias"],
-                  "value_bins": 0}  # offline critics are regression critics
+                  "value_bins": 0, "critic_residual_blocks": 0}  # offline critics: plain regression MLPs
         problems += [f"agent.{k}={getattr(c, k)!r}, the offline critic needs agent.{k}={v!r}"
                      for k, v in wanted.items() if (tuple(getattr(c, k)) if k == "hidden_dims"
                                                     else getattr(c, k)) != v]

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from robot_rl.agents.sac import (
     GRASP_CLOSE,
@@ -424,6 +425,29 @@ def test_hl_gauss_critic_learns_values_and_the_agent_trains_with_it():
         SACAgent({"state": ((3,), np.float32)}, 2, small_cfg(value_bins=1))
 
 
+def test_residual_critic_blocks_compute_the_bro_block():
+    """`agent.critic_residual_blocks`: after the hidden layers, x + LN(W2 act(LN(W1 x))) per
+    member, with every member's own weights (checked against the formula, member by member)."""
+    torch.manual_seed(0)
+    ens = CriticEnsemble(5, 2, num_critics=3, hidden_dims=(16,), residual_blocks=2)
+    for p in ens.parameters():  # move LayerNorm affines off their (1, 0) init
+        p.data.add_(0.1 * torch.randn_like(p))
+    f, a = torch.randn(7, 5), torch.randn(7, 2)
+
+    def ln(x, norm, m):
+        return F.layer_norm(x, (x.shape[-1],)) * norm.weight[m] + norm.bias[m]
+
+    def lin(x, layer, m):
+        return x @ layer.weight[m] + layer.bias[m]
+
+    for m in range(3):
+        x = torch.relu(ln(lin(torch.cat([f, a], -1), ens.layers[0], m), ens.norms[0], m))
+        for l1, n1, l2, n2 in ens.blocks:
+            x = x + ln(lin(torch.relu(ln(lin(x, l1, m), n1, m)), l2, m), n2, m)
+        torch.testing.assert_close(ens(f, a)[m], lin(x, ens.out, m).squeeze(-1))
+    torch.testing.assert_close(ens(f, a, idx=torch.tensor([2, 0])), ens(f, a)[[2, 0]])
+
+
 def test_image_agent_forward_backward_and_encoder_gets_critic_grads_only():
     rng = np.random.default_rng(0)
     cfg = small_cfg(conv_filters=(8, 8), conv_strides=(2, 2), image_feature_dim=16, utd_ratio=1)
@@ -602,15 +626,16 @@ def test_act_batch_matches_single_act():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("value_bins", [0, 21], ids=["regression", "hl_gauss"])
-def test_compiled_update_matches_eager_and_shares_optimizer_state(value_bins):
+@pytest.mark.parametrize("value_bins,blocks", [(0, 0), (21, 1)], ids=["mlp", "hl_gauss_residual"])
+def test_compiled_update_matches_eager_and_shares_optimizer_state(value_bins, blocks):
     """`compile=True` runs each update as one torch.compile graph (torch.func gradients, then
     the eager path's own clipping and Adam step, and Polyak). It must give the eager update's numbers, step for
     step, and keep its Adam state in the torch.optim optimizers, so a checkpoint written by a
     compiled agent resumes an eager one exactly. Covers images (conv encoder, target encoder),
     the grasp critic, gradient clipping, critic subsampling and both graph variants."""
     kw = dict(utd_ratio=2, use_target_encoder=True, conv_filters=(8, 8), conv_strides=(2, 2),
-              image_feature_dim=16, grasp_critic=True, grad_clip_norm=0.5, value_bins=value_bins)
+              image_feature_dim=16, grasp_critic=True, grad_clip_norm=0.5, value_bins=value_bins,
+              critic_residual_blocks=blocks)
     eager, compiled = (SACAgent(image_spec(), 3, small_cfg(compile=c, **kw), seed=1) for c in (False, True))
     for i in range(4):  # critic-only and critic + actor updates, alternating
         batch = image_batch(np.random.default_rng(i))
