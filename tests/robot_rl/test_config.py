@@ -97,7 +97,7 @@ def _numeric_fields(cls, prefix=""):
 # numbers every real value of which is meaningful, so they have no range (only finiteness)
 UNBOUNDED = {"agent.log_std_min", "agent.log_std_max", "agent.reward_bias", "agent.reward_min",
              "agent.target_entropy", "agent.grasp_penalty", "env.reward.scale", "init.policy_low",
-             "init.policy_high"}
+             "init.policy_high", "agent.value_range"}
 
 
 def test_every_numeric_config_field_has_a_range():
