@@ -122,6 +122,11 @@ class FeetechBusPeer:
             return bool(self.servos[id_].mem[ADDR["torque_enable"]])
 
     def close(self) -> None:
+        if self._stop.is_set():
+            # closed already (a test that pulls the cable, then the fixture): closing the fd
+            # numbers twice would close whatever reused them since, e.g. the next peer's master,
+            # and its client then fails to open the pty with EIO (seen in CI)
+            return
         self._stop.set()
         self._thread.join(timeout=2)
         for fd in (self.master, self._slave):
