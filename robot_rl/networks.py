@@ -163,8 +163,8 @@ class CriticEnsemble(nn.Module):
     et al. 2024, "Stop Regressing"): it outputs logits over ``value_bins`` values evenly
     spaced over ``value_range``, its Q is their softmax-weighted mean, and ``td_loss``
     is the cross-entropy against a Gaussian of std ``0.75`` bin widths centred on the
-    TD target (clipped into the range), integrated over each bin. Regression critics
-    (the default) are fit by the squared error.
+    TD target (clipped to the bins' outer edges, half a bin past the range), integrated
+    over each bin. Regression critics (the default) are fit by the squared error.
     """
 
     def __init__(

@@ -75,7 +75,7 @@ class SACConfig:
                                  "value_range (cross-entropy to a Gaussian around each TD target); "
                                  "0: regression critics (squared error)", range=NONNEGATIVE)
     value_range: Tuple[float, float] = setting((0.0, 1.0), "the values value_bins span, in the critics' "
-                                                "(scaled) reward units; TD targets are clipped into it. "
+                                                "(scaled) reward units; TD targets are clipped to it (plus half a bin). "
                                                 "(0, 1): a 0/1 success reward that ends the episode")
     log_std_min: float = setting(-5.0, "lower bound of the actor's log std")
     log_std_max: float = setting(2.0, "upper bound of the actor's log std")
