@@ -129,6 +129,8 @@ def _cmd_bench(args) -> int:
         from robot_rl.bench import vgps
         vgps.run(seeds=args.seeds or 3, json_path=args.json)
         return 0
+    if args.what == "learn" and args.device:  # the learner's device, for every part of the bench
+        args.overrides = [*args.overrides, f"train.device={args.device}"]
     if args.what == "learn" and args.task == "suite":
         from robot_rl.bench import suite
         suite.run(seeds=args.seeds or 3, json_path=args.json, runs_dir=args.runs_dir,
@@ -248,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "external: of pick_cube,gym_hil_pick_cube,fetch_reach")
     b.add_argument("--quick", action="store_true", help="learn: throughput, replay, one state seed")
     b.add_argument("--runs-dir", default="runs/bench", help="learn: where benchmark runs go")
+    b.add_argument("--device", help="learn: where the learner computes, auto | cpu | cuda[:N] | mps "
+                                    "(train.device; default auto: CUDA when present)")
     b.add_argument("overrides", nargs="*", help="learn / classifier-reward / finetune / reset-free: config overrides for the training runs")
     b.add_argument("--host", help="robot: Franka host (default: start a franky-sim on loopback)")
     b.add_argument("--cameras", choices=["opencv", "realsense", "mixed"], default="opencv",

@@ -6,8 +6,9 @@ replay memory, each measured in the same run.
 - vision:  config/pick_cube_vision.yaml, one seed; env steps until >= 80%.
 - throughput: critic updates/s of the default agent (config/pick_cube.yaml: 2 critics, batch
            256, compiled update) and that rate's FLOP/s as a fraction of a plain fp32 GEMM's
-           FLOP/s on this machine (the faster of two measurements, just before and just after);
-           then the same for the eager update.
+           FLOP/s on the same device (the faster of two measurements, just before and just
+           after); then the same for the eager update. The device is `train.device` (`--device`
+           sets it: auto picks CUDA when present), for the training runs below too.
 - replay:  bytes per stored image transition / raw uint8 bytes of one observation's frames.
 """
 from __future__ import annotations
@@ -21,15 +22,26 @@ import numpy as np
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
-def gemm_flops_per_s(n: int = 512, seconds: float = 2.0) -> float:
+def gemm_flops_per_s(device="cpu", seconds: float = 2.0) -> float:
+    """FLOP/s of square fp32 matmuls on `device`, at the float32 matmul precision torch is set
+    to (TF32 on CUDA only where that allows it). 512 fills these CPU cores; a GPU needs 4096."""
     import torch
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    device = torch.device(device)
+    n = 4096 if device.type == "cuda" else 512
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
     for _ in range(5):
         a @ b
+    sync()
     reps, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
-        a @ b
-        reps += 1
+        for _ in range(10 if device.type == "cuda" else 1):  # queue work between the clock reads
+            a @ b
+            reps += 1
+        sync()
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
@@ -56,11 +68,13 @@ def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = (
     import robot_rl  # noqa: F401
     from robot_rl.agents.sac import SACAgent
     from robot_rl.data.buffer import ReplayBuffer
+    from robot_rl.run_config import resolve_device
     from robot_rl.train import load_config
     torch.set_num_threads(threads)
     cfg = load_config(str(CONFIG_DIR / "pick_cube.yaml"), list(overrides))
+    device = resolve_device(cfg.train.device)
     env = gym.make(cfg.env.id)
-    agent = SACAgent(env.observation_space, env.action_space.shape[0], cfg.agent)
+    agent = SACAgent(env.observation_space, env.action_space.shape[0], cfg.agent, device=device)
     buf = ReplayBuffer(5000, env.observation_space, env.action_space.shape[0])
     rng = np.random.default_rng(0)
     obs, _ = env.reset(seed=0)
@@ -70,24 +84,36 @@ def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = (
         buf.insert(obs, a, r, nxt, term, trunc)
         obs = nxt if not (term or trunc) else env.reset()[0]
     sample = buf.sample_fn(cfg.agent.batch_size, rng, n_step=cfg.agent.n_step)
-    gemm_before = gemm_flops_per_s()
+    gemm_before = gemm_flops_per_s(device)
     utd = cfg.agent.utd_ratio  # updates per call, as in training
+
+    def sync():  # CUDA runs queued kernels asynchronously: time the work, not its queueing
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
     for _ in range(5):  # warm-up (and compilation)
         agent.update_many(sample, utd)
+    sync()
     n, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
         agent.update_many(sample, utd)
         n += utd
+    sync()
     rate = n / (time.perf_counter() - t)
     # the faster of two GEMM measurements around the updates: the machine is shared, and a
     # momentarily slow GEMM would flatter the fraction
-    ceiling = max(gemm_before, gemm_flops_per_s())
+    ceiling = max(gemm_before, gemm_flops_per_s(device))
     flops = critic_update_flops(agent, cfg.agent.batch_size)
     return {"critic_updates_per_s": rate, "gemm_flops_per_s": ceiling,
             "flops_per_critic_update": flops, "matmul_ceiling_fraction": rate * flops / ceiling,
             "ceiling_updates_per_s": ceiling / flops, "num_critics": cfg.agent.num_critics,
-            "compiled": cfg.agent.compile,
+            "compiled": cfg.agent.compile, "device": _device_name(device),
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "batch_size": cfg.agent.batch_size, "threads": threads}
+
+
+def _device_name(device) -> str:
+    import torch
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
 def replay_ratio() -> float:
@@ -137,11 +163,11 @@ def run(tasks: list[str], seeds: int = 3, json_path: str | None = None,
     env_ids = [o.split("=", 1)[1] for o in overrides if o.startswith("env.id=")]
     result: dict = {"env_id": env_ids[-1] if env_ids else "robot_rl/PandaPickCube-v0"}
     if "throughput" in tasks:
-        agent_overrides = [o for o in overrides if o.startswith("agent.")]
+        agent_overrides = [o for o in overrides if o.startswith(("agent.", "train.device="))]
         result.update(throughput(overrides=agent_overrides))
         eager = throughput(overrides=[*agent_overrides, "agent.compile=false"])
         result.update({f"eager_{k}": eager[k] for k in ("critic_updates_per_s", "matmul_ceiling_fraction")})
-        print(f"critic updates/s {result['critic_updates_per_s']:.1f} "
+        print(f"{result['device']}: critic updates/s {result['critic_updates_per_s']:.1f} "
               f"({'compiled' if result['compiled'] else 'eager'}; ceiling {result['ceiling_updates_per_s']:.1f}/s "
               f"from GEMM {result['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s): "
               f"{result['matmul_ceiling_fraction']:.0%} of the matmul ceiling; "

@@ -21,3 +21,10 @@ def test_a_run_trains_on_cuda_and_resumes_there(tmp_path):
     t.run()
     r = Trainer(cfg, run_dir=tmp_path / "gpu", resume=True, progress=False)
     assert r.step == 100 and next(r.agent.actor.parameters()).is_cuda
+
+
+def test_bench_throughput_runs_on_cuda_against_the_gpus_gemm_rate():
+    from robot_rl.bench.learn import throughput
+    r = throughput(seconds=2.0, overrides=["agent.compile=false", "train.device=cuda"])
+    assert r["device"].startswith("cuda")
+    assert 0 < r["matmul_ceiling_fraction"] < 1
