@@ -55,6 +55,14 @@ def resolve_device(name: str):
     return dev
 
 
+def set_matmul_precision(name: str) -> None:
+    """torch's float32 matmul precision for the whole process; off (fp32) unless a run asks."""
+    import torch
+    if name not in ("highest", "high", "medium"):
+        raise ValueError(f"train.matmul_precision {name!r}: highest | high | medium")
+    torch.set_float32_matmul_precision(name)
+
+
 # ---------------------------------------------------------------------------- agent
 @dataclass
 class SACConfig:
@@ -249,6 +257,8 @@ class TrainConfig:
     normalize_obs: bool = setting(True, "freeze input normalization from demos + warm-up data")
     device: str = setting("auto", "where the learner computes: auto (CUDA when present, else CPU) | "
                                   "cpu | cuda | cuda:N | mps; env actors always act on CPU")
+    matmul_precision: str = setting("highest", "float32 matmuls: highest (fp32) | high (TF32 "
+                                               "on CUDA GPUs that have it) | medium (bf16 inputs)")
     torch_threads: int = setting(2, "torch CPU threads", range=COUNT)
 
 

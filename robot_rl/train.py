@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from robot_rl import config as cfgmod
-from robot_rl.run_config import RunConfig, load_config, resolve_device
+from robot_rl.run_config import RunConfig, load_config, resolve_device, set_matmul_precision
 
 
 def make_env(cfg: RunConfig, teleop: bool = True, reward_model: bool = True):
@@ -186,6 +186,7 @@ class Trainer:
             (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
         cfgmod.save(cfg, self.run_dir / "config.yaml")
         torch.set_num_threads(cfg.train.torch_threads)
+        set_matmul_precision(cfg.train.matmul_precision)
         self.progress = progress
         self.env, self.eval_env = self._make_envs()
         self.video = self._check_envs()

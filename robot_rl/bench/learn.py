@@ -68,11 +68,12 @@ def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = (
     import robot_rl  # noqa: F401
     from robot_rl.agents.sac import SACAgent
     from robot_rl.data.buffer import ReplayBuffer
-    from robot_rl.run_config import resolve_device
+    from robot_rl.run_config import resolve_device, set_matmul_precision
     from robot_rl.train import load_config
     torch.set_num_threads(threads)
     cfg = load_config(str(CONFIG_DIR / "pick_cube.yaml"), list(overrides))
     device = resolve_device(cfg.train.device)
+    set_matmul_precision(cfg.train.matmul_precision)  # the GEMM ceiling runs at it too
     env = gym.make(cfg.env.id)
     agent = SACAgent(env.observation_space, env.action_space.shape[0], cfg.agent, device=device)
     buf = ReplayBuffer(5000, env.observation_space, env.action_space.shape[0])
@@ -163,7 +164,7 @@ def run(tasks: list[str], seeds: int = 3, json_path: str | None = None,
     env_ids = [o.split("=", 1)[1] for o in overrides if o.startswith("env.id=")]
     result: dict = {"env_id": env_ids[-1] if env_ids else "robot_rl/PandaPickCube-v0"}
     if "throughput" in tasks:
-        agent_overrides = [o for o in overrides if o.startswith(("agent.", "train.device="))]
+        agent_overrides = [o for o in overrides if o.startswith(("agent.", "train.device=", "train.matmul_precision="))]
         result.update(throughput(overrides=agent_overrides))
         eager = throughput(overrides=[*agent_overrides, "agent.compile=false"])
         result.update({f"eager_{k}": eager[k] for k in ("critic_updates_per_s", "matmul_ceiling_fraction")})
