@@ -5,10 +5,11 @@ replay memory, each measured in the same run.
            seeds (evaluated every 1000 steps), wall-clock, final success.
 - vision:  config/pick_cube_vision.yaml, one seed; env steps until >= 80%.
 - throughput: critic updates/s of the default agent (config/pick_cube.yaml: 2 critics, batch
-           256, compiled update) and that rate's FLOP/s as a fraction of a plain fp32 GEMM's
-           FLOP/s on the same device (the faster of two measurements, just before and just
-           after); then the same for the eager update. The device is `train.device` (`--device`
-           sets it: auto picks CUDA when present), for the training runs below too.
+           256, compiled update) and that rate's FLOP/s as a fraction of a plain GEMM's FLOP/s
+           on the same device at the same float32 matmul precision (`train.matmul_precision`;
+           the faster of two measurements, just before and just after); then the same for the
+           eager update. The device is `train.device` (`--device` sets it: auto picks CUDA when
+           present), for the training runs below too.
 - replay:  bytes per stored image transition / raw uint8 bytes of one observation's frames.
 """
 from __future__ import annotations

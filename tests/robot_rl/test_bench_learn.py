@@ -10,7 +10,7 @@ from robot_rl.cli import main
 from robot_rl.run_config import set_matmul_precision
 
 
-def test_throughput_is_a_fraction_of_its_own_devices_gemm_rate():
+def test_throughput_is_a_fraction_of_its_own_devices_gemm_rate(single_torch_thread):  # restores the threads
     try:
         r = throughput(seconds=1.0, threads=1, overrides=[
             "agent.compile=false", "agent.hidden_dims=[64, 64]", "train.device=cpu",
