@@ -23,6 +23,13 @@ import numpy as np
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
+def _sync(device) -> None:
+    """CUDA runs queued kernels asynchronously: wait for them, so a clock times the work."""
+    import torch
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def gemm_flops_per_s(device="cpu", seconds: float = 2.0) -> float:
     """FLOP/s of square fp32 matmuls on `device`, at the float32 matmul precision torch is set
     to (TF32 on CUDA only where that allows it). 512 fills these CPU cores; a GPU needs 4096."""
@@ -30,19 +37,15 @@ def gemm_flops_per_s(device="cpu", seconds: float = 2.0) -> float:
     device = torch.device(device)
     n = 4096 if device.type == "cuda" else 512
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
     for _ in range(5):
         a @ b
-    sync()
+    _sync(device)
     reps, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
         for _ in range(10 if device.type == "cuda" else 1):  # queue work between the clock reads
             a @ b
             reps += 1
-        sync()
+        _sync(device)
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
@@ -88,18 +91,14 @@ def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = (
     sample = buf.sample_fn(cfg.agent.batch_size, rng, n_step=cfg.agent.n_step)
     gemm_before = gemm_flops_per_s(device)
     utd = cfg.agent.utd_ratio  # updates per call, as in training
-
-    def sync():  # CUDA runs queued kernels asynchronously: time the work, not its queueing
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
     for _ in range(5):  # warm-up (and compilation)
         agent.update_many(sample, utd)
-    sync()
+    _sync(device)
     n, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
         agent.update_many(sample, utd)
         n += utd
-    sync()
+    _sync(device)
     rate = n / (time.perf_counter() - t)
     # the faster of two GEMM measurements around the updates: the machine is shared, and a
     # momentarily slow GEMM would flatter the fraction
@@ -165,7 +164,8 @@ def run(tasks: list[str], seeds: int = 3, json_path: str | None = None,
     env_ids = [o.split("=", 1)[1] for o in overrides if o.startswith("env.id=")]
     result: dict = {"env_id": env_ids[-1] if env_ids else "robot_rl/PandaPickCube-v0"}
     if "throughput" in tasks:
-        agent_overrides = [o for o in overrides if o.startswith(("agent.", "train.device=", "train.matmul_precision="))]
+        # the agent and where it computes (train.device, train.matmul_precision); the env stays PickCube
+        agent_overrides = [o for o in overrides if o.startswith(("agent.", "train."))]
         result.update(throughput(overrides=agent_overrides))
         eager = throughput(overrides=[*agent_overrides, "agent.compile=false"])
         result.update({f"eager_{k}": eager[k] for k in ("critic_updates_per_s", "matmul_ceiling_fraction")})
