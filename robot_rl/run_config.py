@@ -259,6 +259,9 @@ class TrainConfig:
                                   "cpu | cuda | cuda:N | mps; env actors always act on CPU")
     matmul_precision: str = setting("highest", "float32 matmuls: highest (fp32) | high (TF32 "
                                                "on CUDA GPUs that have it) | medium (bf16 inputs)")
+    replay_on_device: Optional[bool] = setting(None, "replay frames kept on the learner's device: "
+                                                     "true | false | null (auto: on a GPU when they "
+                                                     "take <= half its free memory)")
     torch_threads: int = setting(2, "torch CPU threads", range=COUNT)
 
 

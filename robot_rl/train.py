@@ -173,7 +173,7 @@ class Trainer:
         import torch._dynamo  # noqa: F401
 
         from robot_rl.agents.sac import SACAgent
-        from robot_rl.data.buffer import DEFAULT_EXTRA_SPEC, MixedSampler, ReplayBuffer
+        from robot_rl.data.buffer import DEFAULT_EXTRA_SPEC, MixedSampler, ReplayBuffer, place_frames
         from robot_rl.metrics import MetricsLogger
         self.cfg = cfg
         self.run_dir = check_run_dir(Path(run_dir or Path(cfg.runs_dir) / cfg.name), resume)
@@ -208,6 +208,9 @@ class Trainer:
                                  obs_transforms=transforms, extra_spec=extras, is_demo=True)
         self.periodic: list[tuple[int, Callable[["Trainer"], None]]] = []  # see `every`
         self.sampler = MixedSampler(self.demo, self.online, cfg.agent.demo_ratio)
+        if place_frames((self.online, self.demo), self.agent.device, cfg.train.replay_on_device):
+            mb = (self.online.frame_nbytes() + self.demo.frame_nbytes()) / 2**20
+            print(f"replay frames kept on {self.agent.device} ({mb:.0f} MB)")
         self.rng = np.random.default_rng(cfg.seed)
         self.step = self.episode = 0
         self.recent = deque(maxlen=20)  # (success, intervention fraction) of recent episodes
@@ -217,7 +220,8 @@ class Trainer:
         self.normalized = False
         self.elapsed = 0.0
         self.metrics = MetricsLogger(self.run_dir)
-        self.sample = self.sampler.sample_fn(cfg.agent.batch_size, self.rng, n_step=cfg.agent.n_step)
+        self.sample = self.sampler.sample_fn(cfg.agent.batch_size, self.rng, self.agent.device,
+                                             n_step=cfg.agent.n_step)
         self.updates_since, self.t_last, self.upd_rate = 0, time.perf_counter(), 0.0
         if resume:
             self._restore()

@@ -71,7 +71,7 @@ def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = (
 
     import robot_rl  # noqa: F401
     from robot_rl.agents.sac import SACAgent
-    from robot_rl.data.buffer import ReplayBuffer
+    from robot_rl.data.buffer import ReplayBuffer, place_frames
     from robot_rl.run_config import resolve_device, set_matmul_precision
     from robot_rl.train import load_config
     torch.set_num_threads(threads)
@@ -88,7 +88,8 @@ def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = (
         nxt, r, term, trunc, _ = env.step(a)
         buf.insert(obs, a, r, nxt, term, trunc)
         obs = nxt if not (term or trunc) else env.reset()[0]
-    sample = buf.sample_fn(cfg.agent.batch_size, rng, n_step=cfg.agent.n_step)
+    on_device = place_frames([buf], device, cfg.train.replay_on_device)  # as training places it
+    sample = buf.sample_fn(cfg.agent.batch_size, rng, device, n_step=cfg.agent.n_step)
     gemm_before = gemm_flops_per_s(device)
     utd = cfg.agent.utd_ratio  # updates per call, as in training
     for _ in range(5):  # warm-up (and compilation)
@@ -109,7 +110,7 @@ def throughput(seconds: float = 20.0, threads: int = 2, overrides: list[str] = (
             "ceiling_updates_per_s": ceiling / flops, "num_critics": cfg.agent.num_critics,
             "compiled": cfg.agent.compile, "device": _device_name(device),
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
-            "batch_size": cfg.agent.batch_size, "threads": threads}
+            "replay_on_device": on_device, "batch_size": cfg.agent.batch_size, "threads": threads}
 
 
 def _device_name(device) -> str:

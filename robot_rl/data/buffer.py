@@ -20,6 +20,11 @@ inferred from it.
 
 Sampling takes an explicit ``numpy.random.Generator`` so that a buffer loaded
 from disk samples identically given the same generator state.
+
+On a GPU learner the frames can also be kept on the device (:meth:`ReplayBuffer.keep_on_device`,
+``train.replay_on_device``): batches gather their observations there and only indices and
+the small per-transition fields cross from host memory, which then goes through pinned
+staging memory with non-blocking copies (:func:`to_torch`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
     "MixedSampler",
     "to_torch",
     "map_arrays",
+    "place_frames",
 ]
 
 ObsSpec = Dict[str, Tuple[Tuple[int, ...], np.dtype]]
@@ -80,14 +86,19 @@ def _spec_from_json(d: Mapping[str, Any]) -> ObsSpec:
 
 
 def to_torch(batch: Any, device: Any = None) -> Any:
-    """Recursively convert numpy arrays in a (nested) batch dict to torch tensors."""
+    """Recursively convert numpy arrays in a (nested) batch dict to torch tensors on
+    ``device`` (tensors are moved there). To a CUDA device they are copied through pinned
+    host memory without blocking, so the host goes on while the copy runs."""
     import torch
 
     if isinstance(batch, Mapping):
         return {k: to_torch(v, device) for k, v in batch.items()}
     if isinstance(batch, np.ndarray):
-        t = torch.from_numpy(np.ascontiguousarray(batch))
-        return t.to(device) if device is not None else t
+        batch = torch.from_numpy(np.ascontiguousarray(batch))
+        if device is not None and torch.device(device).type == "cuda":
+            batch = batch.pin_memory()
+    if isinstance(batch, torch.Tensor) and device is not None:
+        return batch.to(device, non_blocking=True)
     return batch
 
 
@@ -117,6 +128,7 @@ class ReplayBuffer:
     """
 
     TRANSITION_FIELDS = ("action", "reward", "terminated", "truncated", "intervention", "is_demo")
+    _mirror: Optional[Dict[str, Any]] = None  # the frames as tensors on a device (keep_on_device)
 
     def __init__(
         self,
@@ -175,6 +187,7 @@ class ReplayBuffer:
         self._valid_start = 0
         self._last_next_fid = -1  # frame id of previous next_obs if the episode continues
         self._last_raw: Dict[str, np.ndarray] = {}  # raw copy of previous next_obs for transformed keys
+        self._mirrored = 0  # frames written when the device mirror was last brought up to date
 
     def __len__(self) -> int:
         return self._trans_written - self._valid_start
@@ -190,6 +203,10 @@ class ReplayBuffer:
     @property
     def transitions_written(self) -> int:
         return self._trans_written
+
+    def frame_nbytes(self) -> int:
+        """Bytes of the frame ring (what :meth:`keep_on_device` copies to the device)."""
+        return int(sum(v.nbytes for v in self._frames.values()))
 
     def nbytes(self) -> int:
         arrays = list(self._frames.values()) + list(self._fields.values()) + list(self._extras.values())
@@ -316,8 +333,10 @@ class ReplayBuffer:
         """Global ids of all sampleable transitions, oldest first."""
         return np.arange(self._valid_start, self._trans_written, dtype=np.int64)
 
-    def get(self, ids: np.ndarray, n_step: int = 1) -> Dict[str, Any]:
-        """Gather transitions by global id (see :meth:`valid_ids`).
+    def get(self, ids: np.ndarray, n_step: int = 1, *, on_device: bool = False) -> Dict[str, Any]:
+        """Gather transitions by global id (see :meth:`valid_ids`); with ``on_device`` the
+        observations are tensors gathered from the device copy (:meth:`keep_on_device`),
+        brought up to date first.
 
         With ``n_step > 1`` each transition is extended along its episode by up to
         ``n_step - 1`` later ones (fewer where the episode ends or the writes stop):
@@ -336,9 +355,41 @@ class ReplayBuffer:
                                                        self._fields["truncated"][last])
         ofs = self._obs_fid[slots] % self.frame_capacity
         nfs = self._next_fid[last] % self.frame_capacity
-        batch["obs"] = {k: v[ofs] for k, v in self._frames.items()}
-        batch["next_obs"] = {k: v[nfs] for k, v in self._frames.items()}
+        if on_device:
+            self._sync_mirror()
+        frames = self._gather_mirror if on_device else (
+            lambda fs: {k: v[fs] for k, v in self._frames.items()})
+        batch["obs"], batch["next_obs"] = frames(ofs), frames(nfs)
         return batch
+
+    # ------------------------------------------------------------------ device mirror
+    def keep_on_device(self, device: Any) -> None:
+        """Keep a copy of the frame ring on ``device`` (a GPU learner's), brought up to date
+        by each ``sample(as_torch=True)``, whose batches then gather their observations on the
+        device. The numpy arrays stay the buffer's state (``get``, ``save``, ``load`` and
+        ``relabel`` read them); the copy costs :meth:`frame_nbytes` of device memory."""
+        import torch
+        self._mirror_device = torch.device(device)
+        self._mirror = {k: torch.zeros(v.shape, dtype=torch.from_numpy(v[:0]).dtype, device=device)
+                        for k, v in self._frames.items()}
+        self._mirrored = 0
+
+    def _sync_mirror(self) -> None:
+        """Copy the frames written since the last sync (all of them after a ``load``)."""
+        import torch
+        if self._mirrored >= self._frames_written:
+            return
+        first = max(self._mirrored, self._frames_written - self.frame_capacity)
+        slots = np.arange(first, self._frames_written) % self.frame_capacity
+        idx = torch.from_numpy(slots).to(self._mirror_device)
+        for k, m in self._mirror.items():
+            m[idx] = to_torch(self._frames[k][slots], self._mirror_device)
+        self._mirrored = self._frames_written
+
+    def _gather_mirror(self, slots: np.ndarray) -> Dict[str, Any]:
+        import torch
+        idx = torch.from_numpy(slots).to(self._mirror_device)
+        return {k: m[idx] for k, m in self._mirror.items()}
 
     def _extend(self, ids: np.ndarray, n_step: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(slot of each id's last transition, rewards [B, n_step], steps [B]): transition
@@ -398,6 +449,8 @@ class ReplayBuffer:
         if n == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         ids = self._valid_start + rng.integers(0, n, size=batch_size)
+        if as_torch and self._mirror is not None:
+            return to_torch(self.get(ids, n_step, on_device=True), device)
         batch = self.get(ids, n_step)
         return to_torch(batch, device) if as_torch else batch
 
@@ -513,6 +566,22 @@ class ReplayBuffer:
         return buf.load(path)
 
 
+def place_frames(buffers, device: Any, keep: Optional[bool] = None) -> bool:
+    """``train.replay_on_device``: keep the buffers' frames on ``device`` (``True``), never
+    (``False``), or (``None``, auto) when ``device`` is a GPU and they take at most half its
+    free memory (the networks, batches and compiled graphs need the rest). Returns whether
+    it did."""
+    import torch
+    device = torch.device(device)
+    if keep is None:
+        need = sum(b.frame_nbytes() for b in buffers)
+        keep = device.type == "cuda" and need <= torch.cuda.mem_get_info(device)[0] / 2
+    if keep:
+        for b in buffers:
+            b.keep_on_device(device)
+    return bool(keep)
+
+
 class MixedSampler:
     """Samples ``round(batch_size * demo_ratio)`` transitions from ``demo_buffer``
     and the rest from ``online_buffer`` (RLPD symmetric sampling).
@@ -554,17 +623,22 @@ class MixedSampler:
         minibatch has its demo part first, then its online part."""
         n_demo, n_online = self.split(batch_size)
         parts = []
-        if n_demo:
-            parts.append(self.demo_buffer.sample(n_demo * num_batches, rng, n_step=n_step))
-        if n_online:
-            parts.append(self.online_buffer.sample(n_online * num_batches, rng, n_step=n_step))
+        for buf, n in ((self.demo_buffer, n_demo), (self.online_buffer, n_online)):
+            if n:
+                parts.append(buf.sample(n * num_batches, rng, as_torch, device, n_step))
         if len(parts) == 1:
-            batch = parts[0]
-        else:  # interleave per minibatch: [demo_0, online_0, demo_1, online_1, ...]
-            batch = map_arrays(lambda d, o: np.concatenate(
-                [d.reshape(num_batches, n_demo, *d.shape[1:]), o.reshape(num_batches, n_online, *o.shape[1:])],
-                axis=1).reshape(num_batches * batch_size, *d.shape[1:]), parts[0], parts[1])
-        return to_torch(batch, device) if as_torch else batch
+            return parts[0]
+
+        def interleave(d, o):  # per minibatch: [demo_0, online_0, demo_1, online_1, ...]
+            if isinstance(d, np.ndarray):
+                cat = np.concatenate
+            else:
+                import torch
+                cat = torch.cat
+            return cat([d.reshape(num_batches, n_demo, *d.shape[1:]),
+                        o.reshape(num_batches, n_online, *o.shape[1:])], 1).reshape(
+                num_batches * batch_size, *d.shape[1:])
+        return map_arrays(interleave, parts[0], parts[1])
 
     def sample_fn(self, batch_size: int, rng: np.random.Generator, device: Any = None,
                   n_step: int = 1) -> Callable[[int], Dict[str, Any]]:

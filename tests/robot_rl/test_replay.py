@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from robot_rl.data.buffer import MixedSampler, ReplayBuffer, normalize_obs_spec
+from robot_rl.data.buffer import MixedSampler, ReplayBuffer, normalize_obs_spec, place_frames
 
 IMG = (128, 128, 3)
 
@@ -279,3 +279,66 @@ def test_n_step_chains_break_at_a_reset_without_done_flag():
     np.testing.assert_array_equal(b["steps"], [3, 2, 1, 3, 2, 1])
     np.testing.assert_array_equal(b["rewards"].sum(1), [3, 2, 1, 30, 20, 10])
     np.testing.assert_array_equal(b["next_obs"]["state"][:, :2], [[0, 3]] * 3 + [[1, 3]] * 3)
+
+
+def to_numpy(batch):
+    return {k: to_numpy(v) if isinstance(v, dict) else v.numpy() for k, v in batch.items()}
+
+
+def _assert_same_batch(x, y):
+    assert x.keys() == y.keys()
+    for k in x:
+        if isinstance(x[k], dict):
+            _assert_same_batch(x[k], y[k])
+        else:
+            assert torch.equal(torch.as_tensor(x[k]), torch.as_tensor(y[k])), k
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_frames_kept_on_a_device_sample_what_the_host_arrays_hold(tmp_path, n_step):
+    """The device copy starts as zeros and is brought up to date by sampling only: through
+    ring wraparound (capacity 10, frame ring 12), between inserts, and after a load, every
+    batch equals the one the host arrays give for the same generator. (The device here is
+    the CPU; tests/robot_rl/test_cuda.py runs the same on a GPU.)"""
+    host = ReplayBuffer(10, _spec(cams=("front", "wrist")), 2, frame_capacity=12)
+    kept = ReplayBuffer(10, _spec(cams=("front", "wrist")), 2, frame_capacity=12)
+    kept.keep_on_device("cpu")
+    lengths = np.random.default_rng(0).integers(1, 6, size=12)
+    for k, T in enumerate(lengths):
+        for buf in (host, kept):
+            _fill(buf, [int(T)], ep0=k, cams=("front", "wrist"))
+        if k % 3:  # some episodes go in unsampled: the next sync copies several at once
+            x = host.sample(32, np.random.default_rng(k), as_torch=True, n_step=n_step)
+            y = kept.sample(32, np.random.default_rng(k), as_torch=True, n_step=n_step)
+            _assert_same_batch(x, y)
+            if n_step == 1:
+                _check_consistent(to_numpy(y))
+    assert host.frames_written > 2 * host.frame_capacity  # the ring wrapped twice
+    saved = ReplayBuffer(10, _spec(cams=("front", "wrist")), 2, frame_capacity=12)
+    _fill(saved, [3, 4], ep0=40, cams=("front", "wrist"))  # fewer frames than kept has written
+    saved.save(tmp_path / "buf.npz")
+    kept.load(tmp_path / "buf.npz")  # every frame differs from what the device holds
+    _assert_same_batch(saved.sample(64, np.random.default_rng(1), as_torch=True, n_step=n_step),
+                       kept.sample(64, np.random.default_rng(1), as_torch=True, n_step=n_step))
+    assert kept.sample(4, np.random.default_rng(2))["obs"]["front"].dtype == np.uint8  # numpy asked
+
+
+def test_a_mixed_sampler_over_kept_frames_gives_the_host_batches():
+    bufs = {}
+    for name in ("host", "kept"):
+        demo = ReplayBuffer(50, _spec(), 2, is_demo=True)
+        online = ReplayBuffer(50, _spec(), 2)
+        _fill(demo, [6, 6])
+        _fill(online, [5, 5], ep0=10)
+        bufs[name] = MixedSampler(demo, online, demo_ratio=0.25)
+    assert place_frames([bufs["kept"].demo_buffer, bufs["kept"].online_buffer], "cpu", True)
+    x = bufs["host"].sample_fn(16, np.random.default_rng(0))(5)
+    y = bufs["kept"].sample_fn(16, np.random.default_rng(0), "cpu")(5)
+    _assert_same_batch(x, y)
+    assert y["is_demo"][:16].tolist() == [True] * 4 + [False] * 12
+
+
+def test_frames_stay_on_the_host_unless_a_gpu_has_room_or_it_is_asked():
+    buf = ReplayBuffer(10, _spec(), 2)
+    assert not place_frames([buf], "cpu", None)   # auto: a GPU only
+    assert not place_frames([buf], "cpu", False) and buf._mirror is None
