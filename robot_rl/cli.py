@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "whole suite, robot_rl/bench/suite.py)")
     b.add_argument("--task", help="learn: comma list of throughput,replay,state,vision, or suite "
                                   "(every sim task, default agent); "
-                                  "external: of pick_cube,gym_hil_pick_cube,fetch_reach")
+                                  "external: of pick_cube,gym_hil_pick_cube,fetch_reach,fetch_reach_demos")
     b.add_argument("--quick", action="store_true", help="learn: throughput, replay, one state seed")
     b.add_argument("--runs-dir", default="runs/bench", help="learn: where benchmark runs go")
     b.add_argument("--device", help="learn: where the learner computes, auto | cpu | cuda[:N] | mps "

@@ -4,6 +4,7 @@ PandaPickCube as the baseline measured in the same run.
 - gym_hil_pick_cube: gym-hil's PandaPickCubeBase-v0 (random block position), 20 demos from our
   scripted expert for it (`robot_rl.sim.external_experts`), gym-hil's own sparse reward.
 - fetch_reach: gymnasium-robotics' FetchReach-v4 with its own reward, no demos.
+- fetch_reach_demos: the same with 20 demos of our scripted expert for it (`demos.policy`).
 - pick_cube: our PandaPickCube-v0 (config/pick_cube.yaml), the baseline.
 
 Each is `robot-rl train CONFIG` in a subprocess (gym-hil pins mujoco<3.9 and gymnasium-robotics'
@@ -25,10 +26,12 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-TASKS = {  # name -> (config, runs in the other-sims venv)
-    "pick_cube": ("pick_cube.yaml", False),
-    "gym_hil_pick_cube": ("gym_hil_pick_cube.yaml", True),
-    "fetch_reach": ("fetch_reach.yaml", True),
+TASKS = {  # name -> (config, runs in the other-sims venv, its overrides)
+    "pick_cube": ("pick_cube.yaml", False, []),
+    "gym_hil_pick_cube": ("gym_hil_pick_cube.yaml", True, []),
+    "fetch_reach": ("fetch_reach.yaml", True, []),
+    "fetch_reach_demos": ("fetch_reach.yaml", True, [
+        "demos.scripted_episodes=20", "demos.policy=robot_rl.sim.external_experts:fetch_reach_expert"]),
 }
 
 
@@ -79,12 +82,13 @@ def run(json_path: str | None = None, seeds: int = 1, tasks: list[str] | None = 
     runs_dir = runs_dir or tempfile.mkdtemp(prefix="bench_external_")
     results = {}
     for name in tasks:
-        config, sims = TASKS[name]
+        config, sims, task_overrides = TASKS[name]
         per_seed = []
         for seed in range(seeds):
             evals = run_training(sims_python if sims else sys.executable, REPO / "config" / config,
-                                 [f"seed={seed}", f"name={name}_s{seed}", f"runs_dir={runs_dir}",
-                                  "train.stop_at_success=0.9", *overrides], timeout_s)
+                                 [*task_overrides, f"seed={seed}", f"name={name}_s{seed}",
+                                  f"runs_dir={runs_dir}", "train.stop_at_success=0.9", *overrides],
+                                 timeout_s)
             s80, t80 = first_reaching(evals, 0.8)
             s90, t90 = first_reaching(evals, 0.9)
             per_seed.append({"seed": seed, "steps_to_80": s80, "wall_clock_s_to_80": t80,
@@ -94,7 +98,7 @@ def run(json_path: str | None = None, seeds: int = 1, tasks: list[str] | None = 
             print(f"{name} seed {seed}: 80% at {s80} steps ({t80 and round(t80)} s), "
                   f"90% at {s90} steps ({t90 and round(t90)} s), final "
                   f"{per_seed[-1]['final_success']}", flush=True)
-        results[name] = {"config": f"config/{config}", "seeds": per_seed,
+        results[name] = {"config": " ".join([f"config/{config}", *task_overrides]), "seeds": per_seed,
                          **{k: _median([s[k] for s in per_seed]) for k in
                             ("steps_to_80", "steps_to_90", "wall_clock_s_to_80",
                              "wall_clock_s_to_90")}}

@@ -171,7 +171,8 @@ def run(tasks: list[str], seeds: int = 3, json_path: str | None = None,
         eager = throughput(overrides=[*agent_overrides, "agent.compile=false"])
         result.update({f"eager_{k}": eager[k] for k in ("critic_updates_per_s", "matmul_ceiling_fraction")})
         print(f"{result['device']}: critic updates/s {result['critic_updates_per_s']:.1f} "
-              f"({'compiled' if result['compiled'] else 'eager'}; ceiling {result['ceiling_updates_per_s']:.1f}/s "
+              f"({'compiled' if result['compiled'] else 'eager'}, replay frames on "
+              f"{'the device' if result['replay_on_device'] else 'the host'}; ceiling {result['ceiling_updates_per_s']:.1f}/s "
               f"from GEMM {result['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s): "
               f"{result['matmul_ceiling_fraction']:.0%} of the matmul ceiling; "
               f"eager {eager['critic_updates_per_s']:.1f}/s: {eager['matmul_ceiling_fraction']:.0%}")
