@@ -93,12 +93,14 @@ def to_torch(batch: Any, device: Any = None) -> Any:
 
     if isinstance(batch, Mapping):
         return {k: to_torch(v, device) for k, v in batch.items()}
+    to_gpu = device is not None and torch.device(device).type == "cuda"
     if isinstance(batch, np.ndarray):
         batch = torch.from_numpy(np.ascontiguousarray(batch))
-        if device is not None and torch.device(device).type == "cuda":
+        if to_gpu:
             batch = batch.pin_memory()
     if isinstance(batch, torch.Tensor) and device is not None:
-        return batch.to(device, non_blocking=True)
+        # only copies to the GPU may run on: one to the host is read right after
+        return batch.to(device, non_blocking=to_gpu)
     return batch
 
 
