@@ -111,6 +111,15 @@ def test_reset_without_done_flag_writes_new_frame():
     _check_consistent(buf.get(buf.valid_ids()))
 
 
+def _assert_same_batch(x, y):
+    assert x.keys() == y.keys()
+    for k in x:
+        if isinstance(x[k], dict):
+            _assert_same_batch(x[k], y[k])
+        else:
+            assert torch.equal(torch.as_tensor(x[k]), torch.as_tensor(y[k])), k
+
+
 def test_ring_wraparound_never_returns_overwritten_frames():
     rng = np.random.default_rng(0)
     buf = ReplayBuffer(10, _spec(), action_dim=1)
@@ -137,15 +146,7 @@ def test_save_load_roundtrip(tmp_path):
     other = ReplayBuffer(16, _spec(cams=("front", "wrist")), action_dim=3).load(path)
     for b2 in (loaded, other):
         assert len(b2) == len(buf) and b2.frames_written == buf.frames_written
-        x = buf.sample(64, np.random.default_rng(7))
-        y = b2.sample(64, np.random.default_rng(7))
-        assert x.keys() == y.keys()
-        for k in x:
-            if isinstance(x[k], dict):
-                for kk in x[k]:
-                    np.testing.assert_array_equal(x[k][kk], y[k][kk])
-            else:
-                np.testing.assert_array_equal(x[k], y[k])
+        _assert_same_batch(buf.sample(64, np.random.default_rng(7)), b2.sample(64, np.random.default_rng(7)))
     # mid-episode state survives: continuing the episode shares the frame in both
     for b2 in (buf, loaded):
         b2.insert(_obs(9, 1, cams=("front", "wrist")), np.zeros(3), 901.0, _obs(9, 2, cams=("front", "wrist")), True, False)
@@ -283,15 +284,6 @@ def test_n_step_chains_break_at_a_reset_without_done_flag():
 
 def to_numpy(batch):
     return {k: to_numpy(v) if isinstance(v, dict) else v.numpy() for k, v in batch.items()}
-
-
-def _assert_same_batch(x, y):
-    assert x.keys() == y.keys()
-    for k in x:
-        if isinstance(x[k], dict):
-            _assert_same_batch(x[k], y[k])
-        else:
-            assert torch.equal(torch.as_tensor(x[k]), torch.as_tensor(y[k])), k
 
 
 @pytest.mark.parametrize("n_step", [1, 3])
