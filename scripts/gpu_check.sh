@@ -13,6 +13,7 @@
 # updates/s against the GPU's GEMM rate, and PickCubeVision to 90% within 5 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+STEPS=(tests fp32 suite tf32 mjx host-replay)  # `run`'s steps, in its default order: targets first
 
 prepare() {
     set -e
@@ -37,10 +38,10 @@ prepare() {
 }
 
 run() {
-    local steps=("$@") known=" tests fp32 tf32 host-replay mjx suite "
-    [ ${#steps[@]} -eq 0 ] && steps=(tests fp32 suite tf32 mjx host-replay)  # the targets first
+    local steps=("$@")
+    [ ${#steps[@]} -eq 0 ] && steps=("${STEPS[@]}")
     for s in "${steps[@]}"; do
-        [[ $known == *" $s "* ]] || { echo "unknown step $s; the steps:$known" >&2; return 2; }
+        [[ " ${STEPS[*]} " == *" $s "* ]] || { echo "unknown step $s; the steps: ${STEPS[*]}" >&2; return 2; }
     done
     local out="${OUT:-runs/gpu_check}" budget="${GPU_CHECK_SECONDS:-540}"
     local py="${PYTHON:-python3}" device="${GPU_CHECK_DEVICE:-cuda}" start=$SECONDS
@@ -93,5 +94,5 @@ run() {
 case "${1:-}" in
     prepare) prepare ;;
     run) shift; run "$@" ;;
-    *) echo "usage: $0 prepare | run [tests fp32 tf32 mjx suite host-replay]" >&2; exit 2 ;;
+    *) echo "usage: $0 prepare | run [${STEPS[*]}]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,8 @@
-"""scripts/setup.sh fails when pip fails (its output filter used to hide a failed install)."""
+"""The set-up scripts: scripts/setup.sh fails when pip fails (its output filter used to hide a
+failed install); scripts/gpu_check.sh runs its steps into $OUT and refuses unknown ones."""
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
@@ -19,7 +21,6 @@ def test_a_failed_install_fails_the_setup_script(tmp_path):
 def test_the_gpu_check_runs_its_steps_into_out_and_refuses_unknown_ones(tmp_path):
     """scripts/gpu_check.sh as the device call runs it, here on CPU: the CUDA module (skipped
     without a device), its log and exit status under $OUT; an unknown step stops before any."""
-    import sys
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "GPU_CHECK_DEVICE": "cpu"}
     run = lambda *steps: subprocess.run(  # noqa: E731
         ["bash", "scripts/gpu_check.sh", "run", *steps], cwd=ROOT, env=env, capture_output=True,
