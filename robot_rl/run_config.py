@@ -115,12 +115,18 @@ class SACConfig:
     tau: float = setting(0.005, "Polyak rate of the target critics", range="(0, 1]")
     init_temperature: float = setting(0.01, "initial alpha (SERL's; a larger one swamps a 0/1 sparse reward)",
                                       range=POSITIVE)
-    target_entropy: Optional[float] = setting(None, "None: -(continuous action dims) / 2")
+    target_entropy: Optional[float] = setting(None, "None: target_entropy_per_dim x the continuous action dims")
+    target_entropy_per_dim: float = setting(-0.5, "the temperature's entropy target per continuous action "
+                                                  "dim (SERL/RLPD: -0.5; SAC: -1, a less noisy policy)")
     backup_entropy: bool = setting(False, "subtract alpha * log-prob in the TD target")
     mc_target_floor: bool = setting(
         False, "floor each TD target at the Monte-Carlo return of the rest of its episode (MCAC): "
                "a demo's or a successful episode's value is never bootstrapped below what was "
                "achieved, which stops the min-of-critics pessimism dragging sparse-reward values down")
+    bc_weight: float = setting(0.0, "weight of a Q-filtered behaviour-cloning term in the actor loss "
+                                    "(Nair et al. 2018): the actor's mean action is pulled towards each "
+                                    "batch action the critics value above the actor's own; 0: off",
+                               range=NONNEGATIVE)
     n_step: int = setting(1, "TD targets over up to n_step rewards of the same episode, then "
                              "gamma^k times the bootstrap (n-step returns; uncorrected off-policy)",
                           range=COUNT)

@@ -111,14 +111,14 @@ class CompiledUpdate:
         """The critic update, then the actor and temperature step on its (detached) features."""
         agent = self.agent
         cstats, feat = self._critic_update(*critic)
-        alpha = critic[3]  # (batch, next_noise, idx, alpha, ...)
+        batch, alpha = critic[0], critic[3]  # (batch, next_noise, idx, alpha, ...)
         noise, params, state, settings, temp_state, temp_settings = actor
 
         def objective(ps, log_alpha):
             # the actor loss sees alpha as a constant and the temperature loss a detached
             # log-prob, so the sum's gradient splits into the two separate SAC gradients
             a_loss, logp, astats = functional_call(self.actor_call, dict(zip(self.actor_names, ps)),
-                                                   (feat, noise, alpha))
+                                                   (feat, noise, alpha, batch["action"]))
             t_loss = temperature_loss(log_alpha, logp, agent.target_entropy)
             return a_loss + t_loss, (astats, t_loss.detach())
 

@@ -4,7 +4,8 @@
   target uses the min over a random subset of ``critic_subsample`` target
   critics drawn WITHOUT replacement (``subsample_indices``).
 * Actor maximises the *mean* ensemble Q minus ``alpha * log_prob``.
-* Temperature is learned to match ``target_entropy`` (default ``-A/2``).
+* Temperature is learned to match ``target_entropy`` (default ``target_entropy_per_dim * A``,
+  ``-A/2``).
 * A shared observation encoder (conv / frozen pretrained trunk + head) is
   trained by the critic loss only; the actor sees detached features (DrQ).
 * ``utd_ratio`` critic updates per environment step; the actor/temperature are
@@ -241,7 +242,8 @@ class SACAgent:
         self.arm_dim = self.action_dim - 1 if cfg.grasp_critic else self.action_dim
         if self.arm_dim < 1:
             raise ValueError("need at least one continuous action dim")
-        self.target_entropy = float(cfg.target_entropy if cfg.target_entropy is not None else -self.arm_dim / 2.0)
+        self.target_entropy = float(cfg.target_entropy if cfg.target_entropy is not None
+                                    else cfg.target_entropy_per_dim * self.arm_dim)
         self.actor_update_every = int(cfg.actor_update_every or cfg.utd_ratio)
         self.image_keys = sorted(
             k for k, (s, d) in self.obs_spec.items() if is_image_spec(s, d) and cfg.image_encoder != "none"
@@ -489,11 +491,26 @@ class SACAgent:
             stats += [grasp_loss.detach(), gq.detach().mean()]
         return loss, feat, torch.stack(stats)
 
-    def _actor_loss(self, feat: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor):
+    def _actor_loss(self, feat: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor,
+                    batch_action: Optional[torch.Tensor] = None):
+        """SAC's actor loss; with `bc_weight` and the batch's actions, plus the Q-filtered
+        behaviour-cloning term (``_q_filtered_bc``)."""
         action, logp = self.actor.sample(feat, noise)
         q = self.critic(feat, action, detach_params=True).mean(dim=0)
         loss = (alpha * logp - q).mean()
+        if self.config.bc_weight > 0 and batch_action is not None:
+            loss = loss + self.config.bc_weight * self._q_filtered_bc(feat, q.detach(), batch_action[:, : self.arm_dim])
         return loss, logp.detach(), torch.stack([loss.detach(), -logp.detach().mean(), q.detach().mean()])
+
+    def _q_filtered_bc(self, feat: torch.Tensor, q_policy: torch.Tensor, batch_action: torch.Tensor) -> torch.Tensor:
+        """Squared distance of the actor's mean action to each batch action, counted only where
+        the critics' mean Q of that action exceeds the policy's (the Q-filter): the actor copies
+        demos (and its own luckier actions) while its critic says they are better, and stops
+        copying them once it is better itself, so imperfect demos cannot cap it."""
+        with torch.no_grad():
+            better = (self.critic(feat, batch_action).mean(dim=0) > q_policy).to(feat.dtype)
+        dist = (self.actor.deterministic(feat) - batch_action).pow(2).sum(-1)
+        return (better * dist).mean()
 
     def actor_loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """Actor loss on a batch (features detached from the shared encoder). For inspection/tests."""
@@ -519,7 +536,7 @@ class SACAgent:
         if not actor_step:
             return cstats, None, None
         noise = torch.randn(feat.shape[0], self.arm_dim, generator=self.generator, device=self.device)
-        a_loss, logp, astats = self._actor_loss(feat.detach(), noise, alpha)
+        a_loss, logp, astats = self._actor_loss(feat.detach(), noise, alpha, b["action"])
         self._step(self.actor_opt, a_loss, cfg.grad_clip_norm)
         t_loss = temperature_loss(self.log_alpha, logp, self.target_entropy)
         self._step(self.temp_opt, t_loss, None)

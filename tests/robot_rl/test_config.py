@@ -96,8 +96,8 @@ def _numeric_fields(cls, prefix=""):
 
 # numbers every real value of which is meaningful, so they have no range (only finiteness)
 UNBOUNDED = {"agent.log_std_min", "agent.log_std_max", "agent.reward_bias", "agent.reward_min",
-             "agent.target_entropy", "agent.grasp_penalty", "env.reward.scale", "init.policy_low",
-             "init.policy_high", "agent.value_range"}
+             "agent.target_entropy", "agent.target_entropy_per_dim", "agent.grasp_penalty", "env.reward.scale",
+             "init.policy_low", "init.policy_high", "agent.value_range"}
 
 
 def test_every_numeric_config_field_has_a_range():

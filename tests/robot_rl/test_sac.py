@@ -284,6 +284,34 @@ def test_sac_learns_1d_bandit():
     assert abs(a_det[0] - 0.5) < 0.1, a_det
 
 
+def test_q_filtered_bc_copies_only_the_batch_actions_the_critic_rates_above_the_policy():
+    """`agent.bc_weight`: the actor loss adds bc_weight x the mean, over the batch, of the
+    squared distance from the actor's mean action to each batch action whose mean-ensemble Q
+    beats the policy's sampled action (Nair et al. 2018's Q-filter). The critics are first
+    fit to Q(a) = 1 - |a - 0.6|, so with the policy near 0 an action at 0.6 is better and one
+    at -0.9 worse."""
+    spec, s = {"state": (1,)}, torch.zeros(64, 1)
+    agent = SACAgent(spec, 1, small_cfg(bc_weight=2.0, init_temperature=1e-4), seed=0)
+    opt = torch.optim.Adam(agent.critic.parameters(), lr=3e-3)
+    for _ in range(300):  # regression of every critic onto the known Q
+        a = torch.rand(64, 1) * 2 - 1
+        loss, _ = agent.critic.td_loss(agent.encoder({"state": s}), a, 1 - (a[:, 0] - 0.6).abs())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    feat = agent.encoder({"state": s}).detach()
+    noise = torch.zeros(64, 1)
+    alpha = torch.tensor(1e-4)
+    good, bad = torch.full((64, 1), 0.6), torch.full((64, 1), -0.9)
+    base = agent._actor_loss(feat, noise, alpha)[0]
+    mean_action = agent.actor.deterministic(feat).detach()
+    assert float(mean_action.abs().max()) < 0.3  # the policy starts far from 0.6
+    with_good = agent._actor_loss(feat, noise, alpha, good)[0]
+    expected = 2.0 * float((mean_action - 0.6).pow(2).mean())
+    assert float((with_good - base).detach()) == pytest.approx(expected, rel=1e-4)
+    assert float(agent._actor_loss(feat, noise, alpha, bad)[0].detach()) == pytest.approx(float(base.detach()))  # filtered out
+
+
 # ---------------------------------------------------------------------------
 # images
 # ---------------------------------------------------------------------------
@@ -606,6 +634,10 @@ def test_config_defaults_and_from_dict():
         SACConfig(num_critics=2, critic_subsample=3)
     agent = SACAgent({"state": (5,)}, 4, SACConfig(hidden_dims=(16,)))
     assert agent.target_entropy == -2.0 and agent.actor_update_every == c.utd_ratio
+    # the entropy target scales with the continuous action dims; an explicit one wins
+    assert SACAgent({"state": (5,)}, 4, SACConfig(hidden_dims=(16,), target_entropy_per_dim=-1.0)).target_entropy == -4.0
+    assert SACAgent({"state": (5,)}, 4, SACConfig(hidden_dims=(16,), target_entropy_per_dim=-1.0,
+                                                  target_entropy=-0.5)).target_entropy == -0.5
     assert math.isclose(agent.alpha, c.init_temperature, rel_tol=1e-6)
 
 
@@ -628,16 +660,18 @@ def test_act_batch_matches_single_act():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("value_bins,blocks", [(0, 0), (21, 1)], ids=["mlp", "hl_gauss_residual"])
-def test_compiled_update_matches_eager_and_shares_optimizer_state(value_bins, blocks):
+@pytest.mark.parametrize("value_bins,blocks,bc_weight", [(0, 0, 0.0), (21, 1, 1.0)],
+                         ids=["mlp", "hl_gauss_residual_bc"])
+def test_compiled_update_matches_eager_and_shares_optimizer_state(value_bins, blocks, bc_weight):
     """`compile=True` runs each update as one torch.compile graph (torch.func gradients, then
     the eager path's own clipping and Adam step, and Polyak). It must give the eager update's numbers, step for
     step, and keep its Adam state in the torch.optim optimizers, so a checkpoint written by a
     compiled agent resumes an eager one exactly. Covers images (conv encoder, target encoder),
-    the grasp critic, gradient clipping, critic subsampling and both graph variants."""
+    the grasp critic, gradient clipping, critic subsampling, the Q-filtered BC term and both
+    graph variants."""
     kw = dict(utd_ratio=2, use_target_encoder=True, conv_filters=(8, 8), conv_strides=(2, 2),
               image_feature_dim=16, grasp_critic=True, grad_clip_norm=0.5, value_bins=value_bins,
-              critic_residual_blocks=blocks)
+              critic_residual_blocks=blocks, bc_weight=bc_weight)
     eager, compiled = (SACAgent(image_spec(), 3, small_cfg(compile=c, **kw), seed=1) for c in (False, True))
     for i in range(4):  # critic-only and critic + actor updates, alternating
         batch = image_batch(np.random.default_rng(i))
