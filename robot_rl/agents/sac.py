@@ -498,8 +498,9 @@ class SACAgent:
         action, logp = self.actor.sample(feat, noise)
         q = self.critic(feat, action, detach_params=True).mean(dim=0)
         loss = (alpha * logp - q).mean()
-        if self.config.bc_weight > 0 and batch_action is not None:
-            loss = loss + self.config.bc_weight * self._q_filtered_bc(feat, q.detach(), batch_action[:, : self.arm_dim])
+        bc_weight = self.config.bc_weight
+        if bc_weight > 0 and batch_action is not None:
+            loss = loss + bc_weight * self._q_filtered_bc(feat, q.detach(), batch_action[:, : self.arm_dim])
         return loss, logp.detach(), torch.stack([loss.detach(), -logp.detach().mean(), q.detach().mean()])
 
     def _q_filtered_bc(self, feat: torch.Tensor, q_policy: torch.Tensor, batch_action: torch.Tensor) -> torch.Tensor:
