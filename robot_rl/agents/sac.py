@@ -495,23 +495,25 @@ class SACAgent:
                     batch_action: Optional[torch.Tensor] = None):
         """SAC's actor loss; with `bc_weight` and the batch's actions, plus the Q-filtered
         behaviour-cloning term (``_q_filtered_bc``)."""
-        action, logp = self.actor.sample(feat, noise)
+        mean, log_std = self.actor(feat)  # one actor pass serves the sample and the BC term
+        action, logp = self.actor.squash_and_log_prob(mean, log_std, noise)
         q = self.critic(feat, action, detach_params=True).mean(dim=0)
         loss = (alpha * logp - q).mean()
         bc_weight = self.config.bc_weight
         if bc_weight > 0 and batch_action is not None:
-            loss = loss + bc_weight * self._q_filtered_bc(feat, q.detach(), batch_action[:, : self.arm_dim])
+            loss = loss + bc_weight * self._q_filtered_bc(feat, torch.tanh(mean), q.detach(),
+                                                          batch_action[:, : self.arm_dim])
         return loss, logp.detach(), torch.stack([loss.detach(), -logp.detach().mean(), q.detach().mean()])
 
-    def _q_filtered_bc(self, feat: torch.Tensor, q_policy: torch.Tensor, batch_action: torch.Tensor) -> torch.Tensor:
+    def _q_filtered_bc(self, feat: torch.Tensor, mean_action: torch.Tensor, q_policy: torch.Tensor,
+                       batch_action: torch.Tensor) -> torch.Tensor:
         """Squared distance of the actor's mean action to each batch action, counted only where
         the critics' mean Q of that action exceeds the policy's (the Q-filter): the actor copies
         demos (and its own luckier actions) while its critic says they are better, and stops
         copying them once it is better itself, so imperfect demos cannot cap it."""
         with torch.no_grad():
             better = (self.critic(feat, batch_action).mean(dim=0) > q_policy).to(feat.dtype)
-        dist = (self.actor.deterministic(feat) - batch_action).pow(2).sum(-1)
-        return (better * dist).mean()
+        return (better * (mean_action - batch_action).pow(2).sum(-1)).mean()
 
     def actor_loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """Actor loss on a batch (features detached from the shared encoder). For inspection/tests."""
