@@ -9,7 +9,8 @@ process (each run is its own process, so the peak is that run's). Per task: the 
 seeds (a seed that never reached 90% counts as infinite) and whether it met the target.
 
 Resumable: results are written to the JSON after every run and a rerun skips the runs it
-already has, so a suite stopped after hours continues where it was.
+already has and continues a run that was stopped part-way from its last checkpoint, so a suite
+stopped after hours continues where it was.
 """
 from __future__ import annotations
 
@@ -40,18 +41,23 @@ def short_name(env_id: str) -> str:
 
 
 def one_run(env_id: str, seed: int, runs_dir: str, overrides: list[str]) -> dict:
-    """Train `env_id` with the default agent in a child process; its result and peak RSS."""
+    """Train `env_id` with the default agent in a child process; its result and peak RSS. A run
+    stopped part-way (Ctrl-C, a signal, a session's end) is continued from its checkpoint."""
     from robot_rl.bench.learn import reached
     from robot_rl.metrics import read_metrics
+    from robot_rl.run_config import load_config
     kind = kind_of(env_id)
     name = f"suite_{short_name(env_id)}_seed{seed}"
+    run_dir = Path(runs_dir) / name
     config = CONFIG_DIR / ("pick_cube_vision.yaml" if kind == "vision" else "pick_cube.yaml")
-    cmd = [sys.executable, "-m", "robot_rl.cli", "train", str(config), f"env.id={env_id}",
-           f"seed={seed}", f"name={name}", f"runs_dir={runs_dir}",
-           f"train.total_env_steps={TARGET_STEPS[kind]}", "train.eval_episodes=100",
-           f"train.eval_every={1000 if kind == 'state' else 2500}",
-           f"train.stop_at_success={THRESHOLD}", *overrides]
-    child = subprocess.Popen(cmd)
+    args = [f"env.id={env_id}", f"seed={seed}", f"name={name}", f"runs_dir={runs_dir}",
+            f"train.total_env_steps={TARGET_STEPS[kind]}", "train.eval_episodes=100",
+            f"train.eval_every={1000 if kind == 'state' else 2500}",
+            f"train.stop_at_success={THRESHOLD}", *overrides]
+    cfg = load_config(str(config), args)
+    resume = stopped_part_way(run_dir, cfg)
+    child = subprocess.Popen([sys.executable, "-m", "robot_rl.cli", "train",
+                              *(["--resume", str(run_dir)] if resume else [str(config), *args])])
     try:
         _, status, usage = os.wait4(child.pid, 0)
     except BaseException:  # Ctrl-C: the child saves its checkpoint on SIGINT; wait for it
@@ -61,10 +67,27 @@ def one_run(env_id: str, seed: int, runs_dir: str, overrides: list[str]) -> dict
     if child.returncode:  # e.g. the run's directory exists: recording it would report a 0% run
         raise RuntimeError(f"{name} failed (exit {child.returncode}, its error is printed above); "
                            f"nothing was recorded for it")
-    evals = read_metrics(Path(runs_dir) / name, "eval")
-    return {"seed": seed, "returncode": child.returncode,
+    if stopped_part_way(run_dir, cfg):  # a stop signal ends a run with exit 0
+        raise RuntimeError(f"{name} was stopped before its end; nothing was recorded for it: "
+                           f"run the suite again to continue it from its checkpoint")
+    evals = read_metrics(run_dir, "eval")
+    return {"seed": seed, "returncode": child.returncode, "resumed": resume,
             **reached(evals, THRESHOLD, evals[-1]["wall_clock_s"] if evals else None),
-            "peak_rss_mb": usage.ru_maxrss / 1024}  # Linux: kilobytes
+            "peak_rss_mb": usage.ru_maxrss / 1024}  # Linux: kilobytes (of the last process)
+
+
+def stopped_part_way(run_dir: Path, cfg) -> bool:
+    """Whether `run_dir` holds a checkpointed run of exactly `cfg` that ended before its last
+    step without reaching `stop_at_success` (a run of other settings is never continued)."""
+    from robot_rl.metrics import read_metrics
+    from robot_rl.run_config import load_config
+    saved = run_dir / "config.yaml"
+    if not (any((run_dir / "checkpoints").glob("step_*")) and saved.exists()
+            and load_config(str(saved)) == cfg):
+        return False
+    evals, stop_at = read_metrics(run_dir, "eval"), cfg.train.stop_at_success
+    return not evals or (evals[-1]["step"] < cfg.train.total_env_steps
+                         and (stop_at is None or evals[-1]["success_rate"] < stop_at))
 
 
 def summarize(env_id: str, runs: list[dict]) -> dict:

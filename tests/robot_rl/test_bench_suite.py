@@ -2,7 +2,11 @@
 real training process per run, the JSON it writes, resuming without rerunning, the report (and
 a candidate default agent's run beside it)."""
 import json
+import os
+import signal
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +39,8 @@ def test_suite_runs_writes_resumes_and_reports(tmp_path):
     suite.run(seeds=1, json_path=str(out), runs_dir=str(tmp_path / "runs"), overrides=TINY,
               envs=envs)
     assert time.monotonic() - t0 < 5 and metrics.stat().st_mtime_ns == before  # nothing rerun
-    # a run that fails (here: a new JSON file over the same runs dir, whose run exists) stops
+    # a run that fails (here: a new JSON file over the same runs dir, whose run exists and
+    # ended: only a run stopped part-way is continued) stops
     # the suite with its name instead of being recorded as a run that never learned
     other = tmp_path / "other.json"
     with pytest.raises(RuntimeError, match="suite_PandaReach_seed0 failed"):
@@ -57,6 +62,54 @@ def test_suite_runs_writes_resumes_and_reports(tmp_path):
     assert "| PandaReach | default | `suite.json` |" in study
     assert "| PandaReach | `agent.mc_target_floor=true` | `suite_mc_floor.json` |" in study
     assert (tmp_path / "docs" / "img" / "agent_study_PandaReach.png").stat().st_size > 1000
+
+
+def train_children() -> list[int]:
+    """The `robot-rl train` processes this test process started."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue  # not a process, or one that has just ended
+        if ppid == os.getpid() and b"robot_rl.cli\0train" in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_a_run_stopped_part_way_is_not_recorded_and_the_next_suite_continues_it(tmp_path):
+    out, runs, envs = tmp_path / "suite.json", tmp_path / "runs", ["robot_rl/PandaReach-v0"]
+    # no update before the cap, so no early stop at 90%: the run must last all 300 steps
+    overrides = [*TINY, "train.warmup_steps=300", "train.checkpoint_every=100000"]
+    errors: list[Exception] = []
+
+    def suite_run():
+        try:
+            suite.run(seeds=1, json_path=str(out), runs_dir=str(runs), overrides=overrides, envs=envs)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=suite_run)
+    thread.start()
+    try:
+        metrics, deadline = runs / "suite_PandaReach_seed0" / "metrics.jsonl", time.time() + 300
+        while not (metrics.exists() and metrics.read_text().count('"episode"') >= 2):
+            assert thread.is_alive() and time.time() < deadline, errors
+            time.sleep(0.1)
+        [child] = train_children()
+        os.kill(child, signal.SIGTERM)  # what a session's end or `kill` does to a long run
+    finally:
+        thread.join(timeout=300)
+        for pid in train_children():
+            os.kill(pid, signal.SIGKILL)
+    assert len(errors) == 1 and "was stopped before its end" in str(errors[0])
+    assert not out.exists()  # not recorded as a run that ended below 90%
+    suite.run(seeds=1, json_path=str(out), runs_dir=str(runs), overrides=overrides, envs=envs)
+    r = json.loads(out.read_text())["tasks"]["robot_rl/PandaReach-v0"]["runs"][0]
+    assert r["resumed"] and r["returncode"] == 0
+    assert [s for s, _ in r["curve"]] == [150, 300]  # each evaluation once: continued, not redone
 
 
 def test_an_env_outside_the_suite_is_refused(tmp_path):
