@@ -100,7 +100,9 @@ def summarize(env_id: str, runs: list[dict]) -> dict:
             "met_target": bool(np.isfinite(median) and median <= TARGET_STEPS[kind]),
             "wall_clock_s": [r["wall_clock_s"] for r in runs],
             "final_success": [r["final_success"] for r in runs],
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "runs": runs}
+            # None where no run's was measured (a run recorded from a `robot-rl train` of its own)
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in runs if r["peak_rss_mb"] is not None),
+                               default=None), "runs": runs}
 
 
 def run(seeds: int = 3, json_path: str | None = None, runs_dir: str = "runs/bench",
@@ -125,9 +127,10 @@ def run(seeds: int = 3, json_path: str | None = None, runs_dir: str = "runs/benc
             if path:
                 path.write_text(json.dumps(result, indent=2))
         t = tasks[env_id] = summarize(env_id, [done[s] for s in sorted(done)])
+        rss = t["peak_rss_mb"]
         print(f"{env_id}: steps to 90% {t['steps_to_90']} (median {t['median_steps_to_90']}, "
               f"target <= {t['target_steps']}: {'met' if t['met_target'] else 'NOT met'}), "
-              f"peak RSS {t['peak_rss_mb']:.0f} MB")
+              f"peak RSS {'-' if rss is None else round(rss)} MB")
     if path:
         path.write_text(json.dumps(result, indent=2))
     return result

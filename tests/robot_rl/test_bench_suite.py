@@ -115,3 +115,14 @@ def test_a_run_stopped_part_way_is_not_recorded_and_the_next_suite_continues_it(
 def test_an_env_outside_the_suite_is_refused(tmp_path):
     with pytest.raises(ValueError, match="not in the suite"):
         suite.run(seeds=1, envs=["robot_rl/Nope-v0"], runs_dir=str(tmp_path))
+
+
+def test_the_task_peak_rss_is_the_largest_measured_one():
+    # a run recorded from a `robot-rl train` of its own has no peak RSS of the suite's child
+    run = {"seed": 0, "steps": 10_000, "wall_clock_s": 2336.0, "final_success": 0.97,
+           "curve": [(10_000, 0.97)], "peak_rss_mb": None}
+    env = "robot_rl/PandaPegInsertVision-v0"
+    assert suite.summarize(env, [run])["peak_rss_mb"] is None
+    t = suite.summarize(env, [run, {**run, "seed": 1, "steps": None, "peak_rss_mb": 1500.0}])
+    assert t["peak_rss_mb"] == 1500.0 and t["steps_to_90"] == [10_000, None]
+    assert t["median_steps_to_90"] is None and not t["met_target"]  # one of two never reached 90%
