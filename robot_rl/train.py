@@ -151,10 +151,14 @@ def saving_on_stop(save: Callable[[], object], run_dir: Path):
                   f"`robot-rl train --resume {run_dir}`", flush=True)
 
 
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether `run_dir` has a checkpoint (complete or not): a run to resume, never to overwrite."""
+    return any((Path(run_dir) / "checkpoints").glob("step_*"))
+
+
 def check_run_dir(run_dir: Path, resume: bool) -> Path:
     """A new run must not overwrite one that has checkpoints."""
-    if not resume and (run_dir / "checkpoints").exists() and \
-            any((run_dir / "checkpoints").glob("step_*")):
+    if not resume and has_checkpoint(run_dir):
         raise FileExistsError(f"{run_dir} already has checkpoints: resume it with "
                               f"`robot-rl train --resume {run_dir}` or pick another name")
     return run_dir
@@ -178,7 +182,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = check_run_dir(Path(run_dir or Path(cfg.runs_dir) / cfg.name), resume)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if resume and not any((self.run_dir / "checkpoints").glob("step_*")):
+        if resume and not has_checkpoint(self.run_dir):
             # killed before its first checkpoint was complete: nothing to resume, so start it
             # (re-running quickstart.sh used to fail with "no usable checkpoint" forever)
             print(f"{self.run_dir} has no completed checkpoint: starting it from step 0")

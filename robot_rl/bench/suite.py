@@ -19,8 +19,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from robot_rl.run_config import RunConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 SUITE = ("robot_rl/PandaReach-v0", "robot_rl/PandaPickCube-v0", "robot_rl/PandaPegInsert-v0",
@@ -76,13 +80,14 @@ def one_run(env_id: str, seed: int, runs_dir: str, overrides: list[str]) -> dict
             "peak_rss_mb": usage.ru_maxrss / 1024}  # Linux: kilobytes (of the last process)
 
 
-def stopped_part_way(run_dir: Path, cfg) -> bool:
+def stopped_part_way(run_dir: Path, cfg: RunConfig) -> bool:
     """Whether `run_dir` holds a checkpointed run of exactly `cfg` that ended before its last
     step without reaching `stop_at_success` (a run of other settings is never continued)."""
     from robot_rl.metrics import read_metrics
     from robot_rl.run_config import load_config
+    from robot_rl.train import has_checkpoint
     saved = run_dir / "config.yaml"
-    if not (any((run_dir / "checkpoints").glob("step_*")) and saved.exists()
+    if not (has_checkpoint(run_dir) and saved.exists()
             and load_config(str(saved)) == cfg):
         return False
     evals, stop_at = read_metrics(run_dir, "eval"), cfg.train.stop_at_success
