@@ -134,7 +134,8 @@ def _cmd_bench(args) -> int:
     if args.what == "learn" and args.task == "suite":
         from robot_rl.bench import suite
         suite.run(seeds=args.seeds or 3, json_path=args.json, runs_dir=args.runs_dir,
-                  overrides=args.overrides, envs=args.envs.split(",") if args.envs else None)
+                  overrides=args.overrides, envs=args.envs.split(",") if args.envs else None,
+                  only_seed=args.seed)
         return 0
     if args.what == "learn":
         from robot_rl.bench import learn
@@ -243,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=3)
     b.add_argument("--seeds", type=int, help="learn, classifier-reward, language, vgps: seeds "
                                              "(default 3); external, finetune, reset-free: training seeds (default 1)")
+    b.add_argument("--seed", type=int, help="learn --task suite: run only this seed (processes "
+                                            "with one seed each, on one --json, run in parallel)")
     b.add_argument("--envs", help="learn --task suite: comma list of env ids (default: the "
                                   "whole suite, robot_rl/bench/suite.py)")
     b.add_argument("--task", help="learn: comma list of throughput,replay,state,vision, or suite "

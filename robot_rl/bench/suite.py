@@ -14,6 +14,7 @@ stopped after hours continues where it was.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -111,31 +112,63 @@ def summarize(env_id: str, runs: list[dict]) -> dict:
 
 
 def run(seeds: int = 3, json_path: str | None = None, runs_dir: str = "runs/bench",
-        overrides: list[str] = (), envs: list[str] | None = None) -> dict:
+        overrides: list[str] = (), envs: list[str] | None = None,
+        only_seed: int | None = None) -> dict:
+    """Seeds 0..seeds-1 of every task in `envs` (or only seed `only_seed`: one process per
+    seed, in parallel, on one `json_path`); the runs `json_path` holds are skipped."""
     envs = list(envs or SUITE)
     unknown = [e for e in envs if e not in SUITE]
     if unknown:
         raise ValueError(f"not in the suite: {unknown}; the suite is {list(SUITE)}")
     path = Path(json_path) if json_path else None
-    result = json.loads(path.read_text()) if path and path.exists() else {}
-    result.setdefault("config", {"state": "config/pick_cube.yaml",
-                                 "vision": "config/pick_cube_vision.yaml",
-                                 "overrides": list(overrides)})
-    tasks = result.setdefault("tasks", {})
+    config = {"state": "config/pick_cube.yaml", "vision": "config/pick_cube_vision.yaml",
+              "overrides": list(overrides)}
+    result = {"config": config, "tasks": {}}
     for env_id in envs:
-        done = {r["seed"]: r for r in tasks.get(env_id, {}).get("runs", [])}
-        for seed in range(seeds):
-            if seed in done:
+        for seed in range(seeds) if only_seed is None else [only_seed]:
+            if path:  # read again: a suite in another process may have recorded runs since
+                result = load(path, config)
+            if seed in {r["seed"] for r in result["tasks"].get(env_id, {}).get("runs", [])}:
                 continue
-            done[seed] = one_run(env_id, seed, runs_dir, list(overrides))
-            tasks[env_id] = summarize(env_id, [done[s] for s in sorted(done)])
-            if path:
-                path.write_text(json.dumps(result, indent=2))
-        t = tasks[env_id] = summarize(env_id, [done[s] for s in sorted(done)])
+            result = record(path, env_id, one_run(env_id, seed, runs_dir, list(overrides)),
+                            result)
+        if path:
+            result = load(path, config)
+        t = result["tasks"].get(env_id)
+        if t is None:
+            continue
         rss = t["peak_rss_mb"]
         print(f"{env_id}: steps to 90% {t['steps_to_90']} (median {t['median_steps_to_90']}, "
               f"target <= {t['target_steps']}: {'met' if t['met_target'] else 'NOT met'}), "
               f"peak RSS {'-' if rss is None else round(rss)} MB")
-    if path:
-        path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def load(path: Path, config: dict) -> dict:
+    result = json.loads(path.read_text()) if path.exists() else {}
+    result.setdefault("config", config)
+    result.setdefault("tasks", {})
+    return result
+
+
+def record(path: Path | None, env_id: str, run_result: dict, result: dict) -> dict:
+    """`result` with `run_result` added to its task; with a `path`, under a lock on its folder
+    and read again first, so suites in parallel processes on one file keep each other's runs."""
+    def add(result: dict) -> dict:
+        runs = {r["seed"]: r for r in result["tasks"].get(env_id, {}).get("runs", [])}
+        runs[run_result["seed"]] = run_result
+        result["tasks"][env_id] = summarize(env_id, [runs[s] for s in sorted(runs)])
+        return result
+    if path is None:
+        return add(result)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        result = add(load(path, result["config"]))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(path)  # whole or not at all: a reader never sees half a file
+    finally:
+        os.close(folder)  # and with it the lock
     return result

@@ -126,3 +126,28 @@ def test_the_task_peak_rss_is_the_largest_measured_one():
     t = suite.summarize(env, [run, {**run, "seed": 1, "steps": None, "peak_rss_mb": 1500.0}])
     assert t["peak_rss_mb"] == 1500.0 and t["steps_to_90"] == [10_000, None]
     assert t["median_steps_to_90"] is None and not t["met_target"]  # one of two never reached 90%
+
+
+@pytest.mark.slow
+def test_suites_of_one_seed_each_run_in_parallel_on_one_json(tmp_path):
+    """`--seed S` in two processes at once on one file: each run is added under a lock to the
+    file as it is then, so neither overwrites the other's (both read it empty at their start)."""
+    out, envs = tmp_path / "suite.json", ["robot_rl/PandaReach-v0"]
+    errors = []
+
+    def suite_of(seed):
+        try:
+            suite.run(seeds=3, json_path=str(out), runs_dir=str(tmp_path / "runs"),
+                      overrides=TINY, envs=envs, only_seed=seed)
+        except BaseException as e:  # noqa: BLE001 - reported by the assert below
+            errors.append(e)
+    threads = [threading.Thread(target=suite_of, args=(s,)) for s in (2, 0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    t = json.loads(out.read_text())["tasks"]["robot_rl/PandaReach-v0"]
+    assert [r["seed"] for r in t["runs"]] == [0, 2]
+    assert t["steps_to_90"] == [r["steps"] for r in t["runs"]]
+    assert not list(tmp_path.glob(".suite.json.*"))  # no temporary file left
