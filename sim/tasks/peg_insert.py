@@ -24,7 +24,8 @@ class PandaPegInsert(SimTask):
     friction: str | None = None  # of the peg and the hole (None: the "object" class default)
     center_margin = 0.002  # success: the tip within clearance + this of the hole's axis
 
-    def __init__(self):
+    def __init__(self, fine_offset_scale: float | None = 0.001):
+        self.fine_offset_scale = fine_offset_scale
         super().__init__(name="PandaPegInsert", instruction="insert the peg into the hole",
                          action=ActionConfig(dofs=("x", "y", "z"), gripper=False, step_pos=0.02),
                          safety=SafetyBox((0.3, -0.2, 0.05), (0.62, 0.2, 0.3),
@@ -73,7 +74,16 @@ class PandaPegInsert(SimTask):
         self.settle(0.05)
 
     def env_state(self):
-        return np.concatenate([self.hole_pos, self.hole_pos - self.peg_tip])
+        offset = self.hole_pos - self.peg_tip
+        return np.concatenate([self.hole_pos, offset, *self.fine_offset(offset)])
+
+    def fine_offset(self, offset: np.ndarray) -> list[np.ndarray]:
+        """With `fine_offset_scale` (m), the offset once more as sign * log(1 + |d| / scale):
+        normalized by its spread over the workspace (centimetres), a millimetre near the hole
+        is a few hundredths of a unit that the networks barely resolve; this copy gives each
+        decade of distance down to the scale the same share of its range."""
+        s = self.fine_offset_scale
+        return [] if not s else [np.sign(offset) * np.log1p(np.abs(offset) / s)]
 
     def score(self, tip, hole, xp=np):
         """(dense reward in [0, 1], success) of the peg tip and the hole's position: success is

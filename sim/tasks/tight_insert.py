@@ -37,7 +37,8 @@ class PandaTightInsert(PandaPegInsert):
     friction = "0.3 0.005 0.0001"
     center_margin = 0.001
 
-    def __init__(self):
+    def __init__(self, fine_offset_scale: float | None = 0.001):
+        self.fine_offset_scale = fine_offset_scale
         SimTask.__init__(self, name="PandaTightInsert", instruction="insert the peg into the hole",
                          action=ActionConfig(dofs=("x", "y", "z", "yaw"), gripper=False,
                                              step_pos=0.01, step_rot=0.1),

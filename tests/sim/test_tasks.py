@@ -169,3 +169,26 @@ def test_pick_cube_expert_lifts_to_a_drawn_height():
     assert all(0.10 <= z <= 0.34 for z in targets) and np.ptp(targets) > 0.05
     for z, (tcp_z, lift) in zip(targets, reached):
         assert abs(tcp_z - z) < 0.01 and lift > 0.07  # the cube came along
+
+
+@pytest.mark.parametrize("task", ["PandaPegInsert", "PandaTightInsert"])
+def test_insertion_state_resolves_a_millimetre_at_the_hole(task):
+    """The privileged state holds the tip-to-hole offset twice: in metres, and log-scaled from
+    `fine_offset_scale` (1 mm) up, so the last millimetres are not lost to normalization by
+    the workspace's centimetres. Checked against MuJoCo's own tip and hole positions."""
+    import mujoco
+    env = make_sim_env(task)
+    obs, _ = env.reset(seed=0)
+    t = env.task
+    for dx in (0.001, -0.01, 0.0):  # the hole 1 mm, -10 mm, 0 mm in x from under the tip
+        t.world.place_body("hole", [t.peg_tip[0] + dx, t.peg_tip[1], t.hole_pos[2]],
+                           **({"yaw": t.hole_yaw} if task == "PandaTightInsert" else {}))
+        mujoco.mj_forward(t.world.model, t.world.data)
+        offset = t.hole_pos - t.peg_tip
+        state = t.env_state()
+        np.testing.assert_allclose(state[3:6], offset)
+        np.testing.assert_allclose(state[6:9], np.sign(offset) * np.log1p(np.abs(offset) / 0.001))
+        assert state[6] == pytest.approx(np.sign(dx) * np.log1p(abs(dx) / 0.001), abs=1e-6)
+    assert obs["env_state"].shape == state.shape
+    # the fine copy can be switched off (the observation of runs measured before it)
+    assert make_sim_env(task, fine_offset_scale=None).task.env_state().shape == (state.size - 3,)
