@@ -34,6 +34,15 @@ class ActionConfig:
         return len(self.dofs) + int(self.gripper)
 
 
+def log_scaled(error: np.ndarray, scale: float) -> np.ndarray:
+    """sign(e) * log(1 + |e| / scale): an error to a goal with each decade of distance from
+    `scale` up given the same share of the range. Normalized by its spread over a workspace
+    (centimetres), a millimetre at a hole's rim is a few hundredths of a unit that networks
+    barely resolve; in this copy it is a whole unit (docs/design.md, "Fine offsets")."""
+    e = np.asarray(error, np.float64)
+    return np.sign(e) * np.log1p(np.abs(e) / scale)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How the scene stands after a step, by the task's own measure."""

@@ -29,6 +29,8 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from robot_rl.hardware.task import log_scaled
+
 SUCCESS_KEYS = ("is_success", "success")
 
 
@@ -234,6 +236,58 @@ class SeedGlobalNumpy(gym.Wrapper):
         if seed is not None:
             np.random.seed(seed % 2**32)
         return self.env.reset(seed=seed, options=options)
+
+
+class LogScaledError(gym.ObservationWrapper):
+    """Adds an error to a goal, log-scaled from `scale` up (`hardware/task.py:log_scaled`), to
+    the observation, for a precise task whose state holds that error in metres: normalized by
+    its spread over the workspace, the last millimetres are lost to the networks (our
+    insertions went from 3-87% at 20k env steps to 90% by 4000-11000 with it, docs/results.md).
+
+    The error is `obs[key][indices]`, minus `obs[minus][indices]` when `minus` is given (e.g.
+    `key: desired_goal, minus: achieved_goal`). A `Dict` observation gets it as key `name`; a
+    `Box` one (key unset) gets it appended, so a scripted policy reading the first entries
+    still works. Use as `env.wrappers: [{robot_rl.envs:LogScaledError: {scale: 0.001,
+    indices: [8, 9]}}]`."""
+
+    def __init__(self, env: gym.Env, scale: float, key: str | None = None,
+                 indices: list[int] | None = None, minus: str | None = None,
+                 name: str = "fine_error"):
+        super().__init__(env)
+        if not scale > 0:
+            raise ValueError(f"LogScaledError: scale must be > 0 (metres, say), got {scale}")
+        space = env.observation_space
+        box, spaces = isinstance(space, gym.spaces.Box), getattr(space, "spaces", {})
+        if not (box and key is None or isinstance(space, gym.spaces.Dict) and key is not None):
+            raise ValueError(f"LogScaledError: a Box observation takes no key, a Dict one needs "
+                             f"one of {list(spaces)}; got key={key!r} for "
+                             f"{type(space).__name__}")
+        for k in (key, minus):
+            if k is not None and k not in spaces:
+                raise ValueError(f"LogScaledError: no key {k!r} in the observation {list(spaces)}")
+        if name in spaces:
+            raise ValueError(f"LogScaledError: the observation has a {name!r} already; set name")
+        self.scale, self.key, self.minus, self.name = scale, key, minus, name
+        source = space if box else spaces[key]
+        self.indices = np.arange(int(np.prod(source.shape))) if indices is None else \
+            np.asarray(indices, int)
+        extra = gym.spaces.Box(-np.inf, np.inf, (len(self.indices),), np.float32)
+        if box:
+            self.observation_space = gym.spaces.Box(
+                np.concatenate([np.ravel(space.low), extra.low]).astype(np.float32),
+                np.concatenate([np.ravel(space.high), extra.high]).astype(np.float32))
+        else:
+            self.observation_space = gym.spaces.Dict({**spaces, name: extra})
+
+    def observation(self, obs):
+        source = obs if self.key is None else obs[self.key]
+        error = np.ravel(source)[self.indices]
+        if self.minus is not None:
+            error = error - np.ravel(obs[self.minus])[self.indices]
+        fine = log_scaled(error, self.scale).astype(np.float32)
+        if self.key is None:
+            return np.concatenate([np.ravel(obs).astype(np.float32), fine])
+        return {**obs, self.name: fine}
 
 
 def find_wrapper(env: gym.Env, cls: type):

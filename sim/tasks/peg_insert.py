@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from robot_rl.controllers.safety import SafetyBox
-from robot_rl.hardware.task import ActionConfig, Outcome
+from robot_rl.hardware.task import ActionConfig, Outcome, log_scaled
 from robot_rl.sim.tasks.base import TABLE_Z, ScriptedExpert, SimTask
 
 
@@ -78,12 +78,8 @@ class PandaPegInsert(SimTask):
         return np.concatenate([self.hole_pos, offset, *self.fine_offset(offset)])
 
     def fine_offset(self, offset: np.ndarray) -> list[np.ndarray]:
-        """With `fine_offset_scale` (m), the offset once more as sign * log(1 + |d| / scale):
-        normalized by its spread over the workspace (centimetres), a millimetre near the hole
-        is a few hundredths of a unit that the networks barely resolve; this copy gives each
-        decade of distance down to the scale the same share of its range."""
-        s = self.fine_offset_scale
-        return [] if not s else [np.sign(offset) * np.log1p(np.abs(offset) / s)]
+        """With `fine_offset_scale` (m), the offset once more, log-scaled from that scale up."""
+        return [log_scaled(offset, self.fine_offset_scale)] if self.fine_offset_scale else []
 
     def score(self, tip, hole, xp=np):
         """(dense reward in [0, 1], success) of the peg tip and the hole's position: success is

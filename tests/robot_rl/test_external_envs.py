@@ -14,7 +14,7 @@ import yaml
 
 from robot_rl.data.lerobot import LeRobotDataset
 from robot_rl.demos import collect_scripted_demos
-from robot_rl.envs import EnvSpecError, LearnerEnv, check_env, make_gym_env
+from robot_rl.envs import EnvSpecError, LearnerEnv, check_env, find_wrapper, make_gym_env
 from robot_rl.run_config import EnvConfig, load_config
 from robot_rl.train import Trainer, evaluate
 
@@ -247,3 +247,45 @@ def test_wrappers_take_keyword_arguments():
     np.testing.assert_allclose(env.unwrapped.last_u, 2.0)
     with pytest.raises(EnvSpecError, match=r"env.wrappers\[0\]: expected"):
         make_gym_env(EnvConfig(id="Pendulum-v1", wrappers=[{"a:b": 1, "c:d": 2}]))
+
+
+def test_log_scaled_error_on_an_env_nobody_here_wrote():
+    """gymnasium's Reacher-v5 (a Box whose last two entries are fingertip - target) through
+    env.wrappers: the learner's state gets the error log-scaled from 1 mm appended, checked
+    against MuJoCo's own fingertip and target positions."""
+    from robot_rl.envs import LogScaledError
+    cfg = EnvConfig(id="Reacher-v5", wrappers=[
+        {"robot_rl.envs:LogScaledError": {"scale": 0.001, "indices": [8, 9]}}])
+    env = make_gym_env(cfg)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        sim = env.unwrapped
+        error = (sim.get_body_com("fingertip") - sim.get_body_com("target"))[:2]
+        assert obs["state"].shape == (12,)
+        np.testing.assert_allclose(obs["state"][8:10], error, atol=1e-6)
+        np.testing.assert_allclose(obs["state"][10:], np.sign(error) * np.log1p(np.abs(error) / 0.001),
+                                   rtol=1e-5)
+        obs, *_ = env.step(env.action_space.sample())
+    assert find_wrapper(env, LogScaledError).observation_space.shape == (12,)
+    with pytest.raises(ValueError, match="a Box observation takes no key"):
+        LogScaledError(gym.make("Reacher-v5"), 0.001, key="state")
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        LogScaledError(gym.make("Reacher-v5"), 0.0)
+
+
+def test_log_scaled_error_of_a_dict_observation_equals_the_insertions_own():
+    """On a Dict observation (ours without its built-in copy), the wrapper adds the same numbers
+    the insertion task computes itself, as key `name`; `minus` takes a goal-env's difference."""
+    from robot_rl.envs import LogScaledError
+    ours = gym.make("robot_rl/PandaPegInsert-v0")
+    plain = LogScaledError(gym.make("robot_rl/PandaPegInsert-v0", fine_offset_scale=None), 0.001,
+                           key="env_state", indices=[3, 4, 5])
+    a, _ = ours.reset(seed=4)
+    b, _ = plain.reset(seed=4)
+    np.testing.assert_allclose(b["fine_error"], a["env_state"][6:9], rtol=1e-5)
+    assert plain.observation_space["fine_error"].shape == (3,)
+    goal = LogScaledError(gym.make("robot_rl/PandaPegInsert-v0", fine_offset_scale=None), 0.001,
+                          key="env_state", indices=[0, 1, 2], minus="env_state", name="zero")
+    np.testing.assert_array_equal(goal.reset(seed=4)[0]["zero"], 0.0)  # a key minus itself
+    with pytest.raises(ValueError, match="no key 'nope'"):
+        LogScaledError(gym.make("robot_rl/PandaPegInsert-v0"), 0.001, key="nope")
