@@ -14,7 +14,8 @@ import yaml
 
 from robot_rl.data.lerobot import LeRobotDataset
 from robot_rl.demos import collect_scripted_demos
-from robot_rl.envs import EnvSpecError, LearnerEnv, check_env, find_wrapper, make_gym_env
+from robot_rl.envs import (EnvSpecError, LearnerEnv, LogScaledError, check_env, find_wrapper,
+                           make_gym_env)
 from robot_rl.run_config import EnvConfig, load_config
 from robot_rl.train import Trainer, evaluate
 
@@ -253,7 +254,6 @@ def test_log_scaled_error_on_an_env_nobody_here_wrote():
     """gymnasium's Reacher-v5 (a Box whose last two entries are fingertip - target) through
     env.wrappers: the learner's state gets the error log-scaled from 1 mm appended, checked
     against MuJoCo's own fingertip and target positions."""
-    from robot_rl.envs import LogScaledError
     cfg = EnvConfig(id="Reacher-v5", wrappers=[
         {"robot_rl.envs:LogScaledError": {"scale": 0.001, "indices": [8, 9]}}])
     env = make_gym_env(cfg)
@@ -276,7 +276,6 @@ def test_log_scaled_error_on_an_env_nobody_here_wrote():
 def test_log_scaled_error_of_a_dict_observation_equals_the_insertions_own():
     """On a Dict observation (ours without its built-in copy), the wrapper adds the same numbers
     the insertion task computes itself, as key `name`; `minus` takes a goal-env's difference."""
-    from robot_rl.envs import LogScaledError
     ours = gym.make("robot_rl/PandaPegInsert-v0")
     plain = LogScaledError(gym.make("robot_rl/PandaPegInsert-v0", fine_offset_scale=None), 0.001,
                            key="env_state", indices=[3, 4, 5])
